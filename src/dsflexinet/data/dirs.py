@@ -1,0 +1,99 @@
+"""Device impulse-response (DIR) sets: the real MicIRP collection, or a synthetic stand-in for offline runs.
+
+A set is a directory of mono WAV files. DIR/ADIR augmentation loads it once, resampled to the pipeline rate,
+as one zero-padded array, so a batch convolution needs no per-clip Python work.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from dsflexinet.atomic import atomic_path, write_text
+from dsflexinet.data.download import fetch, join_url, read_manifest
+from dsflexinet.data.responses import ResponseShape, minimum_phase_impulse, random_response_db
+from dsflexinet.data.wav import read_wav, resample
+from dsflexinet.errors import PipelineError
+
+MICIRP_MANIFEST = "micirp.sha256"
+# A fixed commit of the public copy, so the files behind the checksums never change.
+MICIRP_BASE_URL = (
+    "https://raw.githubusercontent.com/fschmid56/cpjku_dcase23/48d405f8f185e47a5aeb5d8dea45c051f33320aa/datasets/dirs"
+)
+
+# Synthetic responses mimic MicIRP's format: 24-bit mono, 44.1 kHz, about 0.37 s, peak normalised to 1 a few
+# samples after the start, with vintage-microphone colouring (resonances, 50-300 Hz low cut, 6-13 kHz high cut).
+SYNTHETIC_IR_SHAPE = ResponseShape(bumps=5, bump_db=5.0, lowcut_hz=(50.0, 300.0), highcut_hz=(6000.0, 13000.0))
+SYNTHETIC_IR_RATE = 44100
+SYNTHETIC_IR_SAMPLES = 16456
+SYNTHETIC_IR_PREDELAY = 70
+
+
+@dataclass
+class ImpulseResponses:
+    """A DIR set at one sample rate: `responses[i, :lengths[i]]` is the response of `names[i]`."""
+
+    names: list[str]
+    responses: np.ndarray  # float32 [count, max_length], zero-padded
+    lengths: np.ndarray  # int64 [count]
+    sample_rate: int
+
+
+def load_impulse_responses(directory: str | Path, sample_rate: int) -> ImpulseResponses:
+    """Load every WAV in `directory` (sorted by name), resampled to `sample_rate`."""
+    directory = Path(directory)
+    paths = sorted(directory.glob("*.wav"))
+    if not paths:
+        raise PipelineError(f"{directory}: no impulse responses (*.wav) found")
+    waves = []
+    for path in paths:
+        wave, rate = read_wav(path)
+        waves.append(resample(wave, rate, sample_rate))
+    lengths = np.array([len(wave) for wave in waves], dtype=np.int64)
+    responses = np.zeros((len(waves), int(lengths.max())), dtype=np.float32)
+    for row, wave in enumerate(waves):
+        responses[row, : len(wave)] = wave
+    return ImpulseResponses([path.stem for path in paths], responses, lengths, sample_rate)
+
+
+def synthesise_impulse_responses(directory: str | Path, count: int, seed: int) -> list[Path]:
+    """Write `count` deterministic synthetic microphone responses in MicIRP's format."""
+    directory = Path(directory)
+    rng = np.random.default_rng([seed, 0xD1])
+    n_fft = 1 << 15
+    frequencies = np.fft.rfftfreq(n_fft, 1 / SYNTHETIC_IR_RATE)
+    written = []
+    for index in range(count):
+        impulse = minimum_phase_impulse(random_response_db(frequencies, SYNTHETIC_IR_SHAPE, rng), n_fft)
+        # A short decay keeps the tail from wrapping around and sets the length MicIRP files have.
+        body = impulse[: SYNTHETIC_IR_SAMPLES - SYNTHETIC_IR_PREDELAY]
+        body = body * np.exp(-np.arange(body.size) / (0.02 * SYNTHETIC_IR_RATE))
+        response = np.concatenate([np.zeros(SYNTHETIC_IR_PREDELAY), body])
+        response /= np.abs(response).max()
+        path = directory / f"synthetic_mic_{index:02d}.wav"
+        with atomic_path(path) as tmp:
+            soundfile.write(tmp, response, SYNTHETIC_IR_RATE, subtype="PCM_24", format="WAV")
+        written.append(path)
+    return written
+
+
+def fetch_micirp(directory: str | Path, base_url: str | None = None, downloads: str | Path | None = None) -> None:
+    """Download the 66 MicIRP responses, each checked against its SHA-256, into `directory`.
+
+    Files are fetched into `downloads` first (kept across failed runs, so a retry resumes) and then copied.
+    """
+    directory = Path(directory)
+    staging = Path(downloads) if downloads else directory
+    manifest = read_manifest(MICIRP_MANIFEST)
+    for filename, checksum in manifest.items():
+        fetch(join_url(base_url or MICIRP_BASE_URL, filename), staging / filename, checksum, algorithm="sha256")
+    if staging != directory:
+        directory.mkdir(parents=True, exist_ok=True)
+        for filename in manifest:
+            with atomic_path(directory / filename) as tmp:
+                shutil.copyfile(staging / filename, tmp)
+    write_text(directory / "SHA256SUMS", "".join(f"{c}  {f}\n" for f, c in manifest.items()))

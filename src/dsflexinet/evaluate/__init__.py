@@ -1,0 +1,1 @@
+"""Evaluation: accuracy per device and group, confusion matrices, prediction on WAV files."""

@@ -1,0 +1,1 @@
+"""Models: DS-FlexiNet students, CP-ResNet and PaSST teachers, one registry, complexity counting."""

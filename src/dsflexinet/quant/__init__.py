@@ -1,0 +1,1 @@
+"""Quantization: QAT preparation, int8 conversion and export."""

@@ -1,0 +1,1 @@
+"""Reports: the paper's tables, figures and metrics.json."""

@@ -1,0 +1,1 @@
+"""Training: Lightning modules and data modules for teachers and students, learning-rate schedules."""
