@@ -27,3 +27,17 @@ def tau_clips_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real TAU clips not found at {path}")
     return path
+
+
+# A tiny synthetic data set (250 clips) in the TAU22 layout, shared by the data, audio and training tests.
+TINY_SPEC = dict(
+    clips_per_segment=2, train_segments_per_scene=1, minor_device_clips_per_scene=1, test_segments_per_scene=1,
+    train_locations_per_scene=1, test_locations_per_scene=1,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dsflexinet.data.synth import SyntheticSpec, generate
+
+    return generate(SyntheticSpec(**TINY_SPEC), tmp_path_factory.mktemp("tiny-dataset"))
