@@ -10,6 +10,12 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/teachers.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/students.smk"
+include: "workflow/rules/quant.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

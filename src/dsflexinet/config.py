@@ -64,3 +64,77 @@ def validate_config(config: dict, schema: str | Path) -> None:
         key = f"{where}.{unknown[0]}" if error.absolute_path else unknown[0]
         raise PipelineError(f"config: unknown key '{key}' (allowed here: {', '.join(allowed)})")
     raise PipelineError(f"config: {where}: {error.message}")
+
+
+# --- job specs: what one training job needs, resolved from the validated config --------------------------------
+
+
+def teacher_names(config: dict) -> list[str]:
+    """`<architecture>-<recipe>-s<seed>`: 2 architectures x 2 recipes x 3 seeds = the paper's 12 teachers."""
+    teachers = config["teachers"]
+    return [
+        f"{architecture}-{recipe}-s{seed}"
+        for architecture in teachers["architectures"]
+        for recipe in teachers["recipes"]
+        for seed in teachers["seeds"]
+    ]
+
+
+def parse_teacher_name(config: dict, name: str) -> tuple[str, str, int]:
+    if name not in teacher_names(config):
+        raise PipelineError(f"unknown teacher {name!r}; the config defines {', '.join(teacher_names(config))}")
+    architecture, recipe, seed = name.rsplit("-", 2)
+    return architecture, recipe, int(seed[1:])
+
+
+def _device_ir(setting: dict) -> dict | None:
+    """None when off; the energy threshold only where ADIR uses it (so DIR runs ignore threshold changes)."""
+    if setting["mode"] == "none":
+        return None
+    if setting["mode"] == "dir":
+        return {key: value for key, value in setting.items() if key != "energy_threshold"}
+    return setting
+
+
+def teacher_spec(config: dict, name: str) -> dict:
+    """The training spec of one teacher: its architecture's settings, DIR only in the `dir_fms` recipe."""
+    architecture, recipe, seed = parse_teacher_name(config, name)
+    settings = config["teachers"]["architectures"][architecture]
+    device_ir = {"mode": "dir", **settings["dir"]} if recipe == "dir_fms" else None
+    return {
+        "model": settings["model"],
+        "frontend": settings["frontend"],
+        "augment": {"time_roll": settings["time_roll"], "freq_mixstyle": settings["freq_mixstyle"],
+                    "device_ir": device_ir},
+        "schedule": settings["schedule"],
+        "seed": seed,
+    }  # fmt: skip
+
+
+def student_settings(config: dict, run: str) -> dict:
+    """A student run's settings: the run's keys merged onto `students.defaults`."""
+    runs = config["students"]["runs"]
+    if run not in runs:
+        raise PipelineError(f"unknown student run {run!r}; the config defines {', '.join(runs)}")
+    return merge(config["students"]["defaults"], runs[run] or {})
+
+
+def student_spec(config: dict, run: str) -> dict:
+    """The training spec of one student; `distillation` is absent when it learns from labels alone."""
+    settings = student_settings(config, run)
+    spec = {
+        "model": settings["model"],
+        "frontend": settings["frontend"],
+        "augment": {"time_roll": settings["time_roll"], "freq_mixstyle": settings["freq_mixstyle"],
+                    "device_ir": _device_ir(settings["device_ir"])},
+        "schedule": settings["schedule"],
+        "seed": settings["seed"],
+    }  # fmt: skip
+    if settings["teachers"] != "none":
+        spec["distillation"] = {"teachers": settings["teachers"], **settings["distillation"]}
+    return spec
+
+
+def qat_spec(config: dict, run: str) -> dict:
+    """QAT fine-tuning settings of a student run, apart from its training spec: changing them reruns QAT only."""
+    return student_settings(config, run)["qat"]
