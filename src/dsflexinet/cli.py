@@ -159,6 +159,16 @@ def _train(args: argparse.Namespace) -> None:
     log.info("saved %s", path)
 
 
+def _qat(args: argparse.Namespace) -> None:
+    from dsflexinet.quant.finetune import qat_job
+
+    path = qat_job(
+        args.model, args.spec, args.train_cache, args.test_cache, args.out_dir, args.compute,
+        args.impulse_responses, args.energy, args.teacher_logits,
+    )  # fmt: skip
+    log.info("saved %s", path)
+
+
 def _dump_logits(args: argparse.Namespace) -> None:
     from dsflexinet.distill.logits import dump_teacher_logits
 
@@ -195,6 +205,12 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--spec", type=_json_object, required=True, help="the job spec (see train/module.py)")
     _add_training_inputs(command)
     command.set_defaults(handler=_train)
+
+    command = commands.add_parser("qat", help="QAT fine-tuning of a trained student, int8 conversion and export")
+    command.add_argument("--model", type=Path, required=True, help="the float student's model.pt")
+    command.add_argument("--spec", type=_json_object, required=True, help="epochs, lr, freeze_last_epochs, backend")
+    _add_training_inputs(command)
+    command.set_defaults(handler=_qat)
 
     command = commands.add_parser("dump-logits", help="a teacher's logits for every clip of the given caches")
     command.add_argument("--model", type=Path, required=True)
