@@ -51,12 +51,14 @@ rule report_metrics:
         runs=expand(
             "results/students/{run}/{name}",
             run=STUDENTS,
-            name=("eval_float.json", "eval_int8.json", "complexity.json"),
+            name=("eval_float.json", "eval_int8.json", "complexity.json", "history.csv"),
         ),
         fusion="results/ensemble/fusion.json",
         energy="results/energy/energy.json",
     output:
-        "results/metrics.json",
+        metrics="results/metrics.json",
+        curves="results/plots/val_accuracy.csv",
+        devices="results/plots/device_accuracy.csv",
     params:
         runs=labelled_flags({run: f"results/students/{run}" for run in STUDENTS}),
     log:
@@ -67,4 +69,4 @@ rule report_metrics:
         ENV
     shell:
         "python -m dsflexinet report-metrics {params.runs} --fusion {input.fusion:q} --energy {input.energy:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --out {output.metrics:q} > {log:q} 2>&1"
