@@ -18,6 +18,8 @@ from dsflexinet.audio.augment import (
     time_roll,
 )
 from dsflexinet.audio.energy import clip_energy
+from dsflexinet.audio.frontend import build_frontend
+from dsflexinet.audio.pipeline import TrainingInput
 from dsflexinet.data.dirs import ImpulseResponses, load_impulse_responses
 from dsflexinet.errors import PipelineError
 
@@ -248,3 +250,24 @@ def test_micirp_responses_load_resample_and_convolve(micirp_dir: Path) -> None:
     for row in (0, 5):
         expected = scipy.signal.convolve(waves[row].double().numpy(), responses.responses[chosen[row]].astype(float))
         np.testing.assert_allclose(out[row].numpy(), expected[:32000], atol=1e-5 * np.abs(expected).max())
+
+
+# --- the composed training input -------------------------------------------------------------------------------
+
+
+def test_training_input_chains_the_augmentations_in_order_and_eval_is_plain() -> None:
+    decay = np.exp(-np.arange(400) / 50.0) * np.random.default_rng(3).standard_normal(400)
+    augment = DeviceImpulseAugmentation(responses_from([decay]), p=1.0)
+    frontend = build_frontend("student")
+    pipeline = TrainingInput(frontend, augment, roll_samples=4000, mixstyle_p=1.0, mixstyle_alpha=0.3).train()
+    waves = 0.1 * torch.randn(4, 32000, generator=generator(9))
+    devices = ["a", "b", "a", "c"]
+    trained = pipeline(waves, devices, generator(10))
+    assert trained.shape == (4, 1, 256, 64)
+    g = generator(10)  # roll -> DIR/ADIR -> frontend (jitter, masks) -> Freq-MixStyle, one generator throughout
+    rolled = time_roll(waves, 4000, g)
+    convolved, chosen = augment(rolled, devices, g)
+    assert chosen.tolist() == [0, -1, 0, -1]
+    assert torch.equal(trained, freq_mixstyle(frontend(convolved, g), 1.0, 0.3, g))
+    plain = build_frontend("student").eval()(waves)
+    assert torch.equal(pipeline.eval()(waves, devices), plain)
