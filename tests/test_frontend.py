@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torchaudio
@@ -62,6 +64,17 @@ def test_chunked_cpu_batches_match_clip_by_clip() -> None:
     waves = noise(11, seed=3)  # not a multiple of the STFT chunk
     one_by_one = torch.cat([frontend(wave.unsqueeze(0)) for wave in waves])
     torch.testing.assert_close(frontend(waves), one_by_one, atol=1e-5, rtol=0)
+
+
+def test_eval_frontend_traces_with_a_free_batch_size() -> None:
+    """QAT export traces frontend + model on one example batch; other batch sizes must give the same output."""
+    frontend = build_frontend("cp_resnet").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace is deprecated in favour of torch.export
+        traced = torch.jit.trace(frontend, noise(6), check_trace=False)  # 6: more than one CPU chunk
+    for clips in (1, 3, 9):
+        waves = noise(clips, seed=clips)
+        torch.testing.assert_close(traced(waves), frontend(waves), atol=1e-5, rtol=0)
 
 
 def test_eval_mode_is_deterministic_and_draws_no_random_numbers() -> None:

@@ -147,6 +147,7 @@ class MelFrontend(nn.Module):
         self.register_buffer("window", torch.hann_window(config.win_length, periodic=False), persistent=False)
         self._bank_key: tuple | None = None
         self._bank: BandedBank | None = None
+        self.banded_bank(config.fmin, config.fmax, self.window.device)  # eval's bank, built before any tracing
 
     def extra_repr(self) -> str:
         return repr(self.config)
