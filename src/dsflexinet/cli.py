@@ -136,6 +136,42 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=_cache_waveforms)
 
 
+# --- audio ----------------------------------------------------------------------------------------------------
+
+
+def _threshold(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected 'auto' or a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("expected a non-negative number")
+    return value
+
+
+def _energy(args: argparse.Namespace) -> None:
+    from dsflexinet.audio.energy import analyse_energy
+
+    stats = analyse_energy(args.cache, args.threshold, args.out_json, args.out_png)
+    log.info(
+        "%d clips: mean energy %.4g, threshold %.4g (%s), %.1f%% above",
+        stats["clips"], stats["energy"]["mean"], stats["threshold"], stats["threshold_source"],
+        100 * stats["fraction_above_threshold"],
+    )  # fmt: skip
+
+
+def _add_audio_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("energy", help="clip-energy statistics and histogram (ADIR threshold, Fig. 2)")
+    command.add_argument("--cache", type=Path, required=True, help="waveform cache (<name>.npy beside <name>.tsv)")
+    command.add_argument("--threshold", type=_threshold, default="auto",
+                         help="'auto' (the mean energy, as in the paper) or a number such as 323")  # fmt: skip
+    command.add_argument("--out-json", type=Path, required=True)
+    command.add_argument("--out-png", type=Path, required=True)
+    command.set_defaults(handler=_energy)
+
+
 # --- training, distillation, evaluation ----------------------------------------------------------------------
 
 
@@ -298,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(commands)
+    _add_audio_commands(commands)
     _add_training_commands(commands)
     _add_report_commands(commands)
     return parser
