@@ -26,8 +26,8 @@ class ClipBatches(Dataset):
 
     def __init__(self, cache: WaveformCache, teacher_logits: np.ndarray | None = None):
         self.waves = cache.waves
-        self.labels = torch.as_tensor(cache.clips["label"].to_numpy(), dtype=torch.int64)
-        self.devices = torch.as_tensor(cache.clips["device"].map(DEVICE_INDEX).to_numpy(), dtype=torch.int64)
+        self.labels = torch.tensor(cache.clips["label"].to_numpy(), dtype=torch.int64)
+        self.devices = torch.tensor(cache.clips["device"].map(DEVICE_INDEX).to_numpy(), dtype=torch.int64)
         self.teacher = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)
 
     def __len__(self) -> int:

@@ -89,6 +89,7 @@ class SceneClassifier(pl.LightningModule):
         accuracy = (logits.argmax(dim=1) == batch["label"]).float().mean()
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
         self.log("train_acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=1)
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from dsflexinet.atomic import atomic_path, write_text
@@ -50,7 +50,7 @@ def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Call
         strategy=compute.get("strategy", "auto"),
         precision=compute.get("precision", "32-true"),
         logger=CSVLogger(out_dir, name="", version="lightning"),
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *(callbacks or [])],
+        callbacks=[checkpoint, *(callbacks or [])],
         enable_progress_bar=sys.stderr.isatty(),
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -73,7 +73,6 @@ def _resume_checkpoint(out_dir: Path, spec: dict) -> Path | None:
 def _write_history(out_dir: Path, destination: Path) -> None:
     """Lightning's CSV log (one row per logging call) condensed to one row per epoch."""
     log = pd.read_csv(out_dir / "lightning" / "metrics.csv")
-    log = log.rename(columns={column: "lr" for column in log.columns if column.startswith("lr-")})
     history = log.groupby("epoch").first().reset_index()
     history = history[[column for column in HISTORY_COLUMNS if column in history.columns]]
     history["epoch"] = history["epoch"].astype(int) + 1
