@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,59 @@ def tau_clips_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real TAU clips not found at {path}")
     return path
+
+
+# A tiny synthetic data set (250 clips) in the TAU22 layout, shared by the data, audio and training tests.
+TINY_SPEC = dict(
+    clips_per_segment=2, train_segments_per_scene=1, minor_device_clips_per_scene=1, test_segments_per_scene=1,
+    train_locations_per_scene=1, test_locations_per_scene=1,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dsflexinet.data.synth import SyntheticSpec, generate
+
+    return generate(SyntheticSpec(**TINY_SPEC), tmp_path_factory.mktemp("tiny-dataset"))
+
+
+def tiny_pipeline_config(config: dict) -> dict:
+    """The default config shrunk to a smoke run of every rule: the tiny data set, one seed and recipe of each
+    teacher architecture (2 teachers), two sm1 students (one of each RN dimension), one epoch everywhere."""
+    config = copy.deepcopy(config)
+    config["data"]["synthetic"].update(TINY_SPEC)
+    config["data"]["impulse_responses"]["synthetic"]["count"] = 4
+    config["compute"]["threads"] = 1
+    teachers = config["teachers"]
+    teachers.update(seeds=[1], recipes=["dir_fms"], fusion_steps=20)
+    for architecture in teachers["architectures"].values():
+        architecture["schedule"].update(epochs=1, batch_size=32, warmup_epochs=0, rampdown_start=0, rampdown_epochs=1)
+    defaults = config["students"]["defaults"]
+    defaults["model"]["name"] = "dsflexinet_sm1"
+    defaults["schedule"].update(epochs=1, batch_size=32, warmup_epochs=0, rampdown_start=0, rampdown_epochs=1)
+    defaults["qat"].update(epochs=1, freeze_last_epochs=1)
+    config["students"]["runs"] = {"tiny-rn": {}, "tiny-rnfreq": {"model": {"options": {"norm": "resnorm_freq"}}}}
+    config["reports"] = {
+        "table2": ["tiny-rn"], "table3": ["tiny-rn"], "table4": {"Fused": "tiny-rn"},
+        "table5": {"DS-FlexiNet+RN+FMS+ADIR": "tiny-rn"}, "fig3": {"channel": "tiny-rn", "frequency": "tiny-rnfreq"},
+    }  # fmt: skip
+    return config
+
+
+def copy_project(destination: Path, config: dict | None = None) -> Path:
+    """The files git sees in this checkout (tracked or not ignored), copied to `destination`, optionally with
+    another config.yaml: pipeline tests run there and never touch the working tree."""
+    import subprocess
+
+    import yaml
+
+    listing = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    files = subprocess.run(listing, cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        source, target = REPO / name, destination / name
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    if config is not None:
+        (destination / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return destination

@@ -163,12 +163,208 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=_complexity)
 
 
+# --- audio ----------------------------------------------------------------------------------------------------
+
+
+def _threshold(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected 'auto' or a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("expected a non-negative number")
+    return value
+
+
+def _energy(args: argparse.Namespace) -> None:
+    from dsflexinet.audio.energy import analyse_energy
+
+    stats = analyse_energy(args.cache, args.threshold, args.out_json, args.out_png)
+    log.info(
+        "%d clips: mean energy %.4g, threshold %.4g (%s), %.1f%% above",
+        stats["clips"], stats["energy"]["mean"], stats["threshold"], stats["threshold_source"],
+        100 * stats["fraction_above_threshold"],
+    )  # fmt: skip
+
+
+def _add_audio_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("energy", help="clip-energy statistics and histogram (ADIR threshold, Fig. 2)")
+    command.add_argument("--cache", type=Path, required=True, help="waveform cache (<name>.npy beside <name>.tsv)")
+    command.add_argument("--threshold", type=_threshold, default="auto",
+                         help="'auto' (the mean energy, as in the paper) or a number such as 323")  # fmt: skip
+    command.add_argument("--out-json", type=Path, required=True)
+    command.add_argument("--out-png", type=Path, required=True)
+    command.set_defaults(handler=_energy)
+
+
+# --- training, distillation, evaluation ----------------------------------------------------------------------
+
+
+def _add_training_inputs(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--train-cache", type=Path, required=True, help="results/cache/train.npy")
+    command.add_argument("--test-cache", type=Path, required=True, help="results/cache/test.npy (validation curve)")
+    command.add_argument("--impulse-responses", type=Path, default=None, help="DIR set directory (DIR/ADIR)")
+    command.add_argument("--energy", type=Path, default=None, help="energy analysis JSON (ADIR threshold 'auto')")
+    command.add_argument("--teacher-logits", type=Path, default=None, help="ensemble logits (.npz) for KD")
+    command.add_argument("--compute", type=_json_object, default={}, help="accelerator, devices, strategy as JSON")
+    command.add_argument("--out-dir", type=Path, required=True)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from dsflexinet.train.run import train_job
+
+    path = train_job(
+        args.spec, args.train_cache, args.test_cache, args.out_dir, args.compute, args.impulse_responses,
+        args.energy, args.teacher_logits,
+    )  # fmt: skip
+    log.info("saved %s", path)
+
+
+def _qat(args: argparse.Namespace) -> None:
+    from dsflexinet.quant.finetune import qat_job
+
+    path = qat_job(
+        args.model, args.spec, args.train_cache, args.test_cache, args.out_dir, args.compute,
+        args.impulse_responses, args.energy, args.teacher_logits,
+    )  # fmt: skip
+    log.info("saved %s", path)
+
+
+def _dump_logits(args: argparse.Namespace) -> None:
+    from dsflexinet.distill.logits import dump_teacher_logits
+
+    count = dump_teacher_logits(args.model, args.cache, args.out)
+    log.info("wrote logits of %d clips to %s", count, args.out)
+
+
+def _fuse(args: argparse.Namespace) -> None:
+    from dsflexinet.distill.fusion import fuse_teachers
+
+    teachers = {Path(path).parent.name: path for path in args.logits}
+    report = fuse_teachers(teachers, args.train_cache, args.test_cache, args.out_dir, steps=args.steps)
+    accuracy = {name: round(result["accuracy"], 4) for name, result in report["test"].items()}
+    log.info("test accuracy: %s", accuracy)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from dsflexinet.evaluate.metrics import evaluate_model
+
+    metrics = evaluate_model(args.model, args.cache, args.out)
+    log.info("%s: accuracy %.4f on %d clips", args.model, metrics["accuracy"], metrics["clips"])
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from dsflexinet.evaluate.predict import predict_files
+
+    classified, skipped = predict_files(args.inputs, args.model, args.out, sample_rate=args.sample_rate)
+    log.info("classified %d file(s) into %s; skipped %d unreadable", classified, args.out, len(skipped))
+    return 0 if classified else 1
+
+
+def _add_training_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("train", help="train a teacher or a student (resumes an interrupted run)")
+    command.add_argument("--spec", type=_json_object, required=True, help="the job spec (see train/module.py)")
+    _add_training_inputs(command)
+    command.set_defaults(handler=_train)
+
+    command = commands.add_parser("qat", help="QAT fine-tuning of a trained student, int8 conversion and export")
+    command.add_argument("--model", type=Path, required=True, help="the float student's model.pt")
+    command.add_argument("--spec", type=_json_object, required=True, help="epochs, lr, freeze_last_epochs, backend")
+    _add_training_inputs(command)
+    command.set_defaults(handler=_qat)
+
+    command = commands.add_parser("dump-logits", help="a teacher's logits for every clip of the given caches")
+    command.add_argument("--model", type=Path, required=True)
+    command.add_argument("--cache", type=Path, action="append", required=True, help="repeat for each split")
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_dump_logits)
+
+    command = commands.add_parser("fuse", help="fit the teacher fusion (eq. 4); write fused and averaged logits")
+    command.add_argument("logits", nargs="+", type=Path, help="<teacher>/logits.npz files")
+    command.add_argument("--train-cache", type=Path, required=True)
+    command.add_argument("--test-cache", type=Path, required=True)
+    command.add_argument("--steps", type=int, default=300, help="L-BFGS iterations")
+    command.add_argument("--out-dir", type=Path, required=True)
+    command.set_defaults(handler=_fuse)
+
+    command = commands.add_parser("evaluate", help="accuracy per device and group, confusion matrix, as JSON")
+    command.add_argument("--model", type=Path, required=True, help="model.pt or an exported (int8) model")
+    command.add_argument("--cache", type=Path, required=True)
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_evaluate)
+
+    command = commands.add_parser("predict", help="classify WAV files or directories into a CSV")
+    command.add_argument("inputs", nargs="+", type=Path, help="WAV files or directories")
+    command.add_argument("--model", type=Path, required=True, help="model.pt or an exported (int8) model")
+    command.add_argument("--sample-rate", type=int, default=32000, help="the rate the model was trained at")
+    command.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    command.set_defaults(handler=_predict)
+
+
+# --- reports ------------------------------------------------------------------------------------------------
+
+
+def _labelled_path(text: str) -> tuple[str, Path]:
+    label, separator, path = text.partition("=")
+    if not separator or not label or not path:
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {text!r}")
+    return label, Path(path)
+
+
+def _report_table(args: argparse.Namespace) -> None:
+    from dsflexinet.report.tables import write_table
+
+    frame = write_table(args.table, dict(args.run), args.out_csv, args.out_md)
+    log.info("%s:\n%s", args.table, frame.to_string(index=False))
+
+
+def _report_confusion(args: argparse.Namespace) -> None:
+    from dsflexinet.report.figures import plot_confusion
+
+    plot_confusion(args.eval, args.title, args.out)
+
+
+def _report_metrics(args: argparse.Namespace) -> None:
+    from dsflexinet.report.summary import write_metrics
+
+    write_metrics(dict(args.run), args.fusion, args.energy, args.out)
+
+
+def _add_report_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("report-table", help="one of the paper's tables II-V as CSV and Markdown")
+    command.add_argument("table", choices=("table2", "table3", "table4", "table5"))
+    command.add_argument("--run", type=_labelled_path, action="append", required=True,
+                         help="LABEL=results/students/<run>, in table order")  # fmt: skip
+    command.add_argument("--out-csv", type=Path, required=True)
+    command.add_argument("--out-md", type=Path, required=True)
+    command.set_defaults(handler=_report_table)
+
+    command = commands.add_parser("report-confusion", help="a confusion-matrix figure (paper Fig. 3)")
+    command.add_argument("--eval", type=Path, required=True, help="eval_float.json of a student")
+    command.add_argument("--title", required=True)
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_report_confusion)
+
+    command = commands.add_parser("report-metrics", help="results/metrics.json, the numbers DVC compares")
+    command.add_argument("--run", type=_labelled_path, action="append", required=True, help="NAME=run directory")
+    command.add_argument("--fusion", type=Path, required=True)
+    command.add_argument("--energy", type=Path, required=True)
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_report_metrics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsflexinet", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(commands)
     _add_model_commands(commands)
+    _add_audio_commands(commands)
+    _add_training_commands(commands)
+    _add_report_commands(commands)
     return parser
 
 
@@ -177,15 +373,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
     )
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
-        args.handler(args)
+        status = args.handler(args)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from dsflexinet.atomic import atomic_path
 from dsflexinet.errors import PipelineError
 
 CHUNK_BYTES = 1 << 20
+RETRY_DELAY_SECONDS = 2.0  # doubled after each failed attempt
 USER_AGENT = "dsflexinet-pipeline (+https://github.com/)"
 
 
@@ -94,9 +95,14 @@ def fetch(
         try:
             _transfer(url, part, timeout)
             break
+        except urllib.error.HTTPError as error:
+            if error.code < 500 and error.code not in (408, 429):  # the server's answer will not change
+                raise PipelineError(f"{url}: download failed (HTTP {error.code} {error.reason})") from None
+            last_error = f"HTTP {error.code} {error.reason}"
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
             last_error = str(getattr(error, "reason", error))
-            time.sleep(min(2**attempt, 10) if attempt + 1 < attempts else 0)
+        if attempt + 1 < attempts:
+            time.sleep(RETRY_DELAY_SECONDS * 2**attempt)
     else:
         raise PipelineError(
             f"{url}: download failed after {attempts} attempts ({last_error}); rerun to resume from {part}"

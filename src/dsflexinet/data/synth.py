@@ -5,7 +5,7 @@ whole DAG offline. Everything after this module (validation, caching, training, 
 real and synthetic data, because the output is byte-for-byte a TAU22 layout: 1 s mono 44.1 kHz 24-bit WAVs
 named `<scene>-<city>-<location>-<segment>-<subsegment>-<device>.wav`, `meta.csv` and the fold1 tables.
 
-How scenes are made. Each 10 s segment is a mixture of
+How scenes are made. Each segment (10 s in TAU22, `clips_per_segment` here) is a mixture of
   - coloured background noise (a spectral envelope: tilt, low, mid and high emphasis),
   - a slow amplitude modulation,
   - an optional engine hum (harmonic stack, drifting f0),
@@ -50,34 +50,34 @@ EVENT_KINDS = ("chirp", "beep", "click", "babble", "whoosh", "squeal", "rumble")
 # modulation [depth, rate Hz], hum [probability, f0 low, f0 high], two stationary ambience resonances [Hz]
 # (ventilation, engines, rails; shared between confusable scenes), event rates per second in EVENT_KINDS order.
 SCENE_PROTOTYPES: dict[str, dict[str, list[float]]] = {
-    "airport":           {"envelope": [-4.0, 4.0, 5.0, -3.0], "loudness": [-20.5], "modulation": [0.10, 0.2],
+    "airport":           {"envelope": [-4.0, 4.0, 5.0, -3.0], "loudness": [-23.1], "modulation": [0.10, 0.2],
                           "hum": [0.5, 90.0, 130.0], "peaks": [180.0, 2200.0],
                           "events": [0.00, 0.50, 0.80, 1.00, 0.10, 0.00, 0.20]},
-    "bus":               {"envelope": [-6.0, 12.0, 2.0, -6.0], "loudness": [-16.5], "modulation": [0.25, 0.5],
+    "bus":               {"envelope": [-6.0, 12.0, 2.0, -6.0], "loudness": [-19.1], "modulation": [0.25, 0.5],
                           "hum": [0.95, 35.0, 70.0], "peaks": [90.0, 700.0],
                           "events": [0.00, 0.20, 0.40, 0.60, 0.20, 0.16, 0.60]},
-    "metro":             {"envelope": [-5.0, 14.0, 3.0, -2.0], "loudness": [-14.5], "modulation": [0.35, 0.8],
+    "metro":             {"envelope": [-5.0, 14.0, 3.0, -2.0], "loudness": [-17.1], "modulation": [0.35, 0.8],
                           "hum": [0.60, 80.0, 150.0], "peaks": [120.0, 1500.0],
                           "events": [0.00, 0.10, 0.20, 0.40, 0.10, 0.60, 1.20]},
-    "metro_station":     {"envelope": [-4.5, 9.0, 4.0, -2.0], "loudness": [-17.5], "modulation": [0.20, 0.3],
+    "metro_station":     {"envelope": [-4.5, 9.0, 4.0, -2.0], "loudness": [-20.1], "modulation": [0.20, 0.3],
                           "hum": [0.30, 80.0, 150.0], "peaks": [120.0, 2800.0],
                           "events": [0.00, 0.40, 1.00, 0.80, 0.10, 0.30, 0.60]},
-    "park":              {"envelope": [-3.0, 2.0, 0.0, 3.0], "loudness": [-26.5], "modulation": [0.10, 0.1],
+    "park":              {"envelope": [-3.0, 2.0, 0.0, 3.0], "loudness": [-29.1], "modulation": [0.10, 0.1],
                           "hum": [0.05, 50.0, 100.0], "peaks": [4500.0, 6500.0],
                           "events": [1.60, 0.00, 0.30, 0.40, 0.10, 0.00, 0.10]},
-    "public_square":     {"envelope": [-3.5, 4.0, 4.0, 0.0], "loudness": [-20.5], "modulation": [0.15, 0.2],
+    "public_square":     {"envelope": [-3.5, 4.0, 4.0, 0.0], "loudness": [-23.1], "modulation": [0.15, 0.2],
                           "hum": [0.10, 50.0, 100.0], "peaks": [400.0, 5000.0],
                           "events": [0.20, 0.04, 1.00, 1.40, 0.30, 0.00, 0.10]},
-    "shopping_mall":     {"envelope": [-4.0, 5.0, 6.0, -1.0], "loudness": [-18.5], "modulation": [0.05, 0.1],
+    "shopping_mall":     {"envelope": [-4.0, 5.0, 6.0, -1.0], "loudness": [-21.1], "modulation": [0.05, 0.1],
                           "hum": [0.50, 100.0, 140.0], "peaks": [300.0, 2200.0],
                           "events": [0.00, 0.20, 1.00, 1.80, 0.00, 0.00, 0.10]},
-    "street_pedestrian": {"envelope": [-4.0, 6.0, 3.0, -1.0], "loudness": [-18.5], "modulation": [0.20, 0.2],
+    "street_pedestrian": {"envelope": [-4.0, 6.0, 3.0, -1.0], "loudness": [-21.1], "modulation": [0.20, 0.2],
                           "hum": [0.10, 40.0, 90.0], "peaks": [400.0, 3500.0],
                           "events": [0.20, 0.04, 1.60, 1.00, 0.60, 0.00, 0.20]},
-    "street_traffic":    {"envelope": [-5.5, 10.0, 2.0, -3.0], "loudness": [-14.5], "modulation": [0.40, 0.15],
+    "street_traffic":    {"envelope": [-5.5, 10.0, 2.0, -3.0], "loudness": [-17.1], "modulation": [0.40, 0.15],
                           "hum": [0.30, 40.0, 90.0], "peaks": [90.0, 1100.0],
                           "events": [0.04, 0.10, 0.20, 0.20, 1.60, 0.10, 0.60]},
-    "tram":              {"envelope": [-5.0, 10.0, 3.0, -4.0], "loudness": [-16.5], "modulation": [0.25, 0.4],
+    "tram":              {"envelope": [-5.0, 10.0, 3.0, -4.0], "loudness": [-19.1], "modulation": [0.25, 0.4],
                           "hum": [0.80, 60.0, 100.0], "peaks": [200.0, 1500.0],
                           "events": [0.00, 0.30, 0.30, 0.60, 0.20, 0.80, 0.60]},
 }  # fmt: skip
@@ -98,7 +98,6 @@ DEVICE_CHAIN = {
 PEAK_DB = 12.0  # height of the ambience resonances at difficulty 0
 PEAK_WIDTH_OCTAVES = 0.12
 MINOR_TRAIN_DEVICES = ("b", "c", "s1", "s2", "s3")
-SEGMENT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -109,9 +108,10 @@ class SyntheticSpec:
     sample_rate: int = 44100
     train_locations_per_scene: int = 5
     test_locations_per_scene: int = 2
-    train_segments_per_scene: int = 10  # device-A recordings, 10 clips each
+    clips_per_segment: int = 10  # 1 s clips cut from each recording (TAU22: 10 s segments)
+    train_segments_per_scene: int = 10  # device-A recordings
     minor_device_clips_per_scene: int = 8  # training clips per scene of each of B, C, S1-S3
-    test_segments_per_scene: int = 1  # recorded by all nine devices, 10 clips each
+    test_segments_per_scene: int = 1  # recorded by all nine devices
     difficulty: float = 0.2  # 0: prototypes as written; 1: every scene is the average scene
     location_spread: float = 0.6  # scale of per-location deviations from the prototype
     workers: int = 1
@@ -123,7 +123,7 @@ class SyntheticSpec:
 
 @dataclass(frozen=True)
 class Segment:
-    """One 10 s recording: where it was made and which (subsegment, device) clips are cut from it."""
+    """One recording: where it was made and which (subsegment, device) clips are cut from it."""
 
     index: int
     scene: str
@@ -156,13 +156,13 @@ def plan_segments(spec: SyntheticSpec) -> list[Segment]:
                     Segment(
                         index=len(segments), scene=scene, city=city, location=str(1000 + location_index),
                         segment=str(40000 + 10 * len(segments)), split=split, location_index=location_index,
-                        clips={"a": tuple(range(SEGMENT_SECONDS))} if split == "train" else
-                        {device: tuple(range(SEGMENT_SECONDS)) for device in DEVICES},
+                        clips={"a": tuple(range(spec.clips_per_segment))} if split == "train" else
+                        {device: tuple(range(spec.clips_per_segment)) for device in DEVICES},
                     )
                 )  # fmt: skip
             if split == "train":
                 # Parallel recordings: the minor devices record a random subset of device A's clips.
-                pool = [(s, sub) for s in range(first, len(segments)) for sub in range(SEGMENT_SECONDS)]
+                pool = [(s, sub) for s in range(first, len(segments)) for sub in range(spec.clips_per_segment)]
                 for device in MINOR_TRAIN_DEVICES:
                     picks = rng.choice(len(pool), size=min(spec.minor_device_clips_per_scene, len(pool)),
                                        replace=False)  # fmt: skip
@@ -250,9 +250,9 @@ def _event(kind: str, rng: np.random.Generator, rate: int) -> np.ndarray:
 
 
 def render_segment(spec: SyntheticSpec, segment: Segment) -> np.ndarray:
-    """The clean (device-free) 10 s scene recording, float64 at `spec.sample_rate`."""
+    """The clean (device-free) scene recording, float64 at `spec.sample_rate`."""
     rate = spec.sample_rate
-    n = SEGMENT_SECONDS * rate
+    n = spec.clips_per_segment * rate
     params = _location_parameters(spec, segment)
     rng = np.random.default_rng([spec.seed, 3, segment.index])
     t = np.arange(n) / rate
@@ -272,7 +272,7 @@ def render_segment(spec: SyntheticSpec, segment: Segment) -> np.ndarray:
         hum = sum(np.sin(k * phase) / k**1.2 for k in range(1, 9))
         mixture = mixture + hum / np.sqrt(np.mean(hum**2)) * 10 ** (rng.uniform(-10, 2) / 20)
     for kind, events_per_second in zip(EVENT_KINDS, params["events"], strict=True):
-        for _ in range(rng.poisson(max(events_per_second, 0.0) * SEGMENT_SECONDS)):
+        for _ in range(rng.poisson(max(events_per_second, 0.0) * spec.clips_per_segment)):
             event = _event(kind, rng, rate)[:n]
             start = int(rng.integers(0, n - event.size + 1))
             mixture[start : start + event.size] += event * 10 ** (rng.uniform(-8, 6) / 20)

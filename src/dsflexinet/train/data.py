@@ -1,0 +1,90 @@
+"""Batches from the memory-mapped waveform caches, with device indices and (for students) teacher logits.
+
+Augmentation does not happen here: it runs on whole batches on the training device (see train/module.py), so
+a loader only slices arrays. `__getitems__` lets the DataLoader fetch a batch with one fancy-indexed read of the
+memory map instead of one Python call per clip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dsflexinet.data.cache import WaveformCache
+from dsflexinet.data.tau22 import DEVICES
+from dsflexinet.distill.logits import load_logits
+
+DEVICE_INDEX = {device: index for index, device in enumerate(DEVICES)}
+
+
+class ClipBatches(Dataset):
+    """A split as (wave, label, device index, teacher logits) rows; teacher logits are zeros without KD."""
+
+    def __init__(self, cache: WaveformCache, teacher_logits: np.ndarray | None = None):
+        self.waves = cache.waves
+        self.labels = torch.as_tensor(cache.clips["label"].to_numpy(), dtype=torch.int64)
+        self.devices = torch.as_tensor(cache.clips["device"].map(DEVICE_INDEX).to_numpy(), dtype=torch.int64)
+        self.teacher = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        order = np.sort(np.asarray(indices))  # sorted rows read the memory map sequentially
+        batch = {
+            "wave": torch.from_numpy(np.ascontiguousarray(self.waves[order])),
+            "label": self.labels[order],
+            "device": self.devices[order],
+        }
+        if self.teacher is not None:
+            batch["teacher"] = self.teacher[order]
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: value[0] for key, value in self.__getitems__([index]).items()}
+
+
+def _keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return batch  # __getitems__ already built the batch
+
+
+class CacheDataModule(pl.LightningDataModule):
+    """Training split (shuffled) and test split (the per-epoch validation curve), from waveform caches."""
+
+    def __init__(
+        self,
+        train_cache: str | Path,
+        test_cache: str | Path,
+        batch_size: int,
+        teacher_logits: str | Path | None = None,
+        num_workers: int = 0,
+        eval_batch_size: int = 256,
+    ):
+        super().__init__()
+        self.train_cache, self.test_cache = Path(train_cache), Path(test_cache)
+        self.teacher_logits = teacher_logits
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+
+    def setup(self, stage: str | None = None) -> None:
+        train = WaveformCache.open(self.train_cache)
+        teacher = None
+        if self.teacher_logits is not None:
+            _, teacher = load_logits(self.teacher_logits, train.clips["filename"].tolist())
+        self.train_set = ClipBatches(train, teacher)
+        self.test_set = ClipBatches(WaveformCache.open(self.test_cache))
+
+    def _loader(self, dataset: ClipBatches, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_keep_batch,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)

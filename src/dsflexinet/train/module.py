@@ -1,0 +1,118 @@
+"""One LightningModule for every training job: teachers, students (with or without KD) and QAT fine-tuning.
+
+A job is described by a JSON spec that the Snakefile builds from the validated config:
+
+    model:        {name, options}                        -> models.registry.build_model
+    frontend:     {preset, options}                      -> audio.frontend.build_frontend
+    augment:      {time_roll, freq_mixstyle: {p, alpha} | null,
+                   device_ir: {mode: dir | adir, p, devices, energy_threshold} | null}
+    distillation: {temperature, label_weight: schedule}  (students with teacher logits only)
+    schedule:     {epochs, batch_size, lr, weight_decay, warmup_epochs, rampdown_start, rampdown_epochs,
+                   min_lr_factor}
+    seed
+
+The module holds only step logic: augmentation runs on whole batches on the training device
+(audio.pipeline.TrainingInput), the loss is eq. 5 when teacher logits come with the batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from dsflexinet.audio.augment import DeviceImpulseAugmentation
+from dsflexinet.audio.energy import load_threshold
+from dsflexinet.audio.frontend import build_frontend
+from dsflexinet.audio.pipeline import TrainingInput
+from dsflexinet.data.dirs import load_impulse_responses
+from dsflexinet.data.tau22 import DEVICES
+from dsflexinet.distill.loss import distillation_loss
+from dsflexinet.errors import PipelineError
+from dsflexinet.models.registry import build_model
+from dsflexinet.train.schedules import LearningRateShape, scheduled_value
+
+
+def build_inputs(spec: dict, impulse_responses: str | Path | None, energy: str | Path | None) -> TrainingInput:
+    """The augmentation chain and frontend a spec asks for."""
+    augment = spec["augment"]
+    frontend = build_frontend(spec["frontend"]["preset"], **spec["frontend"].get("options", {}))
+    impulse = None
+    device_ir = augment.get("device_ir")
+    if device_ir:
+        if impulse_responses is None:
+            raise PipelineError("the spec asks for DIR/ADIR augmentation but no impulse-response set was given")
+        threshold = None
+        if device_ir["mode"] == "adir":
+            setting = device_ir["energy_threshold"]
+            if setting == "auto" and energy is None:
+                raise PipelineError("ADIR threshold 'auto' needs the energy analysis (--energy)")
+            threshold = load_threshold(energy if setting == "auto" else setting)
+        responses = load_impulse_responses(impulse_responses, frontend.config.sample_rate)
+        impulse = DeviceImpulseAugmentation(responses, device_ir["p"], tuple(device_ir["devices"]), threshold)
+    mixstyle = augment.get("freq_mixstyle") or {"p": 0.0, "alpha": 1.0}
+    return TrainingInput(frontend, impulse, augment["time_roll"], mixstyle["p"], mixstyle["alpha"])
+
+
+class SceneClassifier(pl.LightningModule):
+    """Augmented log-mel in, scene logits out; cross-entropy, or eq. 5 with teacher logits."""
+
+    def __init__(self, model: nn.Module, inputs: TrainingInput, schedule: dict, distillation: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.inputs = inputs
+        self.schedule = schedule
+        self.distillation = distillation
+
+    def forward(self, waves: torch.Tensor, devices: list[str]) -> torch.Tensor:
+        return self.model(self.inputs(waves, devices))
+
+    def _device_names(self, batch: dict) -> list[str]:
+        return [DEVICES[index] for index in batch["device"].tolist()]
+
+    def label_weight(self) -> float:
+        """lambda of eq. 5 at the current step (the paper updates it during training)."""
+        progress = self.global_step / max(1, self.trainer.estimated_stepping_batches - 1)
+        return scheduled_value(self.distillation["label_weight"], progress)
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        logits = self(batch["wave"], self._device_names(batch))
+        teacher = batch.get("teacher")
+        if teacher is not None and self.distillation:
+            weight = self.label_weight()
+            loss = distillation_loss(logits, batch["label"], teacher, weight, self.distillation["temperature"])
+            self.log("label_weight", weight, on_step=False, on_epoch=True, batch_size=len(logits))
+        else:
+            loss = nn.functional.cross_entropy(logits, batch["label"])
+        accuracy = (logits.argmax(dim=1) == batch["label"]).float().mean()
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        self.log("train_acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        logits = self(batch["wave"], self._device_names(batch))
+        loss = nn.functional.cross_entropy(logits, batch["label"])
+        accuracy = (logits.argmax(dim=1) == batch["label"]).float().mean()
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(logits), sync_dist=True)
+        self.log("val_acc", accuracy, on_epoch=True, prog_bar=True, batch_size=len(logits), sync_dist=True)
+
+    def configure_optimizers(self):
+        schedule = self.schedule
+        optimizer = torch.optim.Adam(self.parameters(), lr=schedule["lr"], weight_decay=schedule["weight_decay"])
+        shape = LearningRateShape(
+            schedule["warmup_epochs"], schedule["rampdown_start"], schedule["rampdown_epochs"],
+            schedule["min_lr_factor"],
+        )  # fmt: skip
+        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // self.trainer.max_epochs)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: shape.factor(step / steps_per_epoch))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_classifier(
+    spec: dict, impulse_responses: str | Path | None = None, energy: str | Path | None = None
+) -> SceneClassifier:
+    model = build_model(spec["model"]["name"], **spec["model"].get("options", {}))
+    inputs = build_inputs(spec, impulse_responses, energy)
+    return SceneClassifier(model, inputs, spec["schedule"], spec.get("distillation"))

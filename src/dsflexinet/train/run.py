@@ -1,0 +1,163 @@
+"""Running a training job: the Trainer, resumable checkpoints, the saved model and its training history.
+
+Layout of a job's directory (the rule's outputs are model.pt and history.csv; checkpoints/ is not an output,
+so Snakemake leaves it in place when a job dies and the rerun resumes from it):
+
+    model.pt              {"spec": ..., "state_dict": ...}: everything needed to rebuild the trained model
+    history.csv           one row per epoch: train/val loss and accuracy, learning rate, KD label weight
+    checkpoints/last.ckpt the state after the last finished epoch (deleted once the job succeeds)
+    checkpoints/spec.json the spec the checkpoint belongs to: a changed spec starts afresh, never resumes
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from dsflexinet.atomic import atomic_path, write_text
+from dsflexinet.errors import PipelineError
+
+ACCELERATORS = ("cpu", "gpu", "auto")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "label_weight")
+
+
+def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Callback] | None = None) -> pl.Trainer:
+    """A Trainer for CPU, one GPU or several (DDP) from the config's `compute` section."""
+    accelerator = compute.get("accelerator", "cpu")
+    if accelerator not in ACCELERATORS:
+        raise PipelineError(f"unknown accelerator {accelerator!r} (choose from {', '.join(ACCELERATORS)})")
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise PipelineError("compute.accelerator is 'gpu' but no CUDA device is visible to this job")
+    # Without a monitored metric, top-1 is simply the newest epoch: one file, replaced after every epoch.
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
+    )
+    return pl.Trainer(
+        default_root_dir=out_dir,
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=compute.get("devices", 1),
+        strategy=compute.get("strategy", "auto"),
+        precision=compute.get("precision", "32-true"),
+        logger=CSVLogger(out_dir, name="", version="lightning"),
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *(callbacks or [])],
+        enable_progress_bar=sys.stderr.isatty(),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+
+
+def _resume_checkpoint(out_dir: Path, spec: dict) -> Path | None:
+    """The checkpoint to resume from, if an earlier run of the same spec left one."""
+    directory = out_dir / "checkpoints"
+    last, spec_file = directory / "last.ckpt", directory / "spec.json"
+    text = json.dumps(spec, sort_keys=True)
+    if last.is_file() and spec_file.is_file() and spec_file.read_text() == text:
+        return last
+    shutil.rmtree(directory, ignore_errors=True)
+    write_text(spec_file, text)
+    return None
+
+
+def _write_history(out_dir: Path, destination: Path) -> None:
+    """Lightning's CSV log (one row per logging call) condensed to one row per epoch."""
+    log = pd.read_csv(out_dir / "lightning" / "metrics.csv")
+    log = log.rename(columns={column: "lr" for column in log.columns if column.startswith("lr-")})
+    history = log.groupby("epoch").first().reset_index()
+    history = history[[column for column in HISTORY_COLUMNS if column in history.columns]]
+    history["epoch"] = history["epoch"].astype(int) + 1
+    with atomic_path(destination) as tmp:
+        history.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def save_model(path: Path, model: torch.nn.Module, spec: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"spec": spec, "state_dict": model.state_dict()}, tmp)
+
+
+def load_model_file(path: str | Path) -> dict:
+    """A model.pt written by `save_model`, checked before anything is rebuilt from it."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: model file not found") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise PipelineError(f"{path}: not a readable model file ({str(error).splitlines()[0]})") from None
+    if not isinstance(payload, dict) or not {"spec", "state_dict"} <= set(payload):
+        raise PipelineError(f"{path}: not a model file of this pipeline (no spec/state_dict)")
+    return payload
+
+
+def fit(
+    module: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    spec: dict,
+    out_dir: str | Path,
+    compute: dict,
+    epochs: int,
+    callbacks: list[Callback] | None = None,
+) -> bool:
+    """Train (resuming an interrupted run of the same spec), then write the history and drop checkpoints.
+
+    Returns whether this process is the one (rank 0 under DDP) that writes results.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(spec["seed"], workers=True, verbose=False)
+    resume = _resume_checkpoint(out_dir, spec)
+    if resume is None:
+        shutil.rmtree(out_dir / "lightning", ignore_errors=True)
+    else:
+        logging.getLogger("dsflexinet").info("resuming from %s", resume)
+    trainer = make_trainer(out_dir, epochs, compute, callbacks)
+    with warnings.catch_warnings():
+        # Small default-run data sets trigger Lightning's "few batches / few workers" hints on every job.
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches).*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    if trainer.interrupted:
+        raise PipelineError(f"{out_dir}: training was interrupted; rerun to resume from the last epoch")
+    if trainer.global_rank != 0:
+        return False
+    _write_history(out_dir, out_dir / "history.csv")
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    return True
+
+
+def train_job(
+    spec: dict,
+    train_cache: str | Path,
+    test_cache: str | Path,
+    out_dir: str | Path,
+    compute: dict,
+    impulse_responses: str | Path | None = None,
+    energy: str | Path | None = None,
+    teacher_logits: str | Path | None = None,
+) -> Path:
+    """Train a teacher or a student as `spec` says; returns the path of the saved model."""
+    from dsflexinet.train.data import CacheDataModule
+    from dsflexinet.train.module import build_classifier
+
+    if spec.get("distillation") and teacher_logits is None:
+        raise PipelineError("the spec asks for knowledge distillation but no teacher logits were given")
+    schedule = spec["schedule"]
+    module = build_classifier(spec, impulse_responses, energy)
+    datamodule = CacheDataModule(
+        train_cache, test_cache, schedule["batch_size"], teacher_logits if spec.get("distillation") else None,
+        num_workers=compute.get("num_workers", 0),
+    )  # fmt: skip
+    model_path = Path(out_dir) / "model.pt"
+    if fit(module, datamodule, spec, out_dir, compute, schedule["epochs"]):
+        save_model(model_path, module.model, spec)
+    return model_path

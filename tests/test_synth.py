@@ -1,0 +1,91 @@
+"""The synthetic default data set: exact TAU22 format, TAU22-like proportions, determinism, device effects."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from dsflexinet.data.synth import SyntheticSpec, generate, spec_summary, tree_digest
+from dsflexinet.data.tau22 import DEVICES, dataset_summary, read_split
+from tests.conftest import TINY_SPEC
+
+TINY = SyntheticSpec(**TINY_SPEC)
+# SHA-256 over every file of the TINY set (paths and bytes). It changes only when the generator or the pinned
+# numpy/libsndfile change the output; update it deliberately, together with data.dvc.
+TINY_DIGEST = "3268c25d37c0af0a90415a0643694681d9d79dac98934af58676154334365103"
+
+
+def test_same_seed_same_bytes(tiny_dataset: Path, tmp_path: Path) -> None:
+    assert tree_digest(tiny_dataset) == TINY_DIGEST
+    parallel = generate(replace(TINY, workers=2), tmp_path)
+    assert tree_digest(parallel) == TINY_DIGEST
+
+
+def test_other_seed_other_bytes(tmp_path: Path) -> None:
+    assert tree_digest(generate(replace(TINY, seed=TINY.seed + 1), tmp_path)) != TINY_DIGEST
+
+
+def test_default_set_has_tau22_proportions() -> None:
+    clips = spec_summary(SyntheticSpec())["clips"]
+    assert clips["train"] == {"a": 1000, "b": 80, "c": 80, "s1": 80, "s2": 80, "s3": 80}
+    assert clips["test"] == {device: 100 for device in DEVICES}
+    share_a = clips["train"]["a"] / sum(clips["train"].values())
+    assert share_a == pytest.approx(102150 / 139620, abs=0.03)  # TAU22 fold1: device A is 73 % of training
+
+
+def test_layout_and_counts(tiny_dataset: Path) -> None:
+    summary = dataset_summary(tiny_dataset)
+    assert summary["splits"]["train"]["devices"] == {
+        "a": 20, "b": 10, "c": 10, "s1": 10, "s2": 10, "s3": 10, "s4": 0, "s5": 0, "s6": 0,
+    }  # fmt: skip
+    assert summary["splits"]["evaluate"]["devices"] == {device: 20 for device in DEVICES}
+    assert summary["meta_clips"] == 70 + 180
+
+
+def test_wav_format_is_tau22(tiny_dataset: Path) -> None:
+    for path in sorted((tiny_dataset / "audio").glob("*.wav"))[:5]:
+        info = soundfile.info(path)
+        assert (info.samplerate, info.channels, info.subtype, info.frames) == (44100, 1, "PCM_24", 44100)
+
+
+def test_test_locations_are_unseen(tiny_dataset: Path) -> None:
+    train = read_split(tiny_dataset, "evaluation_setup/fold1_train.csv")
+    test = read_split(tiny_dataset, "evaluation_setup/fold1_evaluate.csv")
+    assert not set(train["identifier"]) & set(test["identifier"])
+    assert sorted(train["scene_label"].unique()) == sorted(test["scene_label"].unique())
+
+
+BANDS_HZ = 125 * 2.0 ** np.arange(0, 6.5, 0.5)  # half-octave bands, 125 Hz to 8 kHz
+
+
+def _band_levels_db(wave: np.ndarray) -> np.ndarray:
+    power = np.abs(np.fft.rfft(wave)) ** 2
+    frequencies = np.fft.rfftfreq(wave.size, 1 / 44100)
+    return np.array([
+        10 * np.log10(power[(frequencies >= low) & (frequencies < low * 2**0.5)].mean() + 1e-20) for low in BANDS_HZ
+    ])  # fmt: skip
+
+
+def _device_profile(root: Path, table, device: str) -> np.ndarray:
+    """Median band-level difference between `device` and A over parallel recordings of the same seconds."""
+    differences = []
+    for name in table[table["device"] == device]["filename"]:
+        twin = name.removesuffix(f"-{device}.wav") + "-a.wav"
+        recorded, reference = soundfile.read(root / name)[0], soundfile.read(root / twin)[0]
+        differences.append(_band_levels_db(recorded) - _band_levels_db(reference))
+    return np.median(differences, axis=0)
+
+
+def test_each_device_has_its_own_response(tiny_dataset: Path) -> None:
+    test = read_split(tiny_dataset, "evaluation_setup/fold1_evaluate.csv")
+    profiles = {device: _device_profile(tiny_dataset, test, device) for device in DEVICES[1:]}
+    for device, profile in profiles.items():
+        assert np.ptp(profile) > 4.0, device  # a coloured response, not just a gain
+    for first, second in (("s4", "s5"), ("s5", "s6"), ("s4", "s6"), ("b", "s4"), ("c", "s5")):
+        assert np.abs(profiles[first] - profiles[second]).mean() > 2.0, (first, second)
+    # The unseen devices are the harshest colourings.
+    assert min(np.ptp(profiles[d]) for d in ("s4", "s5", "s6")) > max(np.ptp(profiles[d]) for d in ("b", "c"))

@@ -1,0 +1,94 @@
+"""The Snakemake DAG: dry runs list the expected jobs, lint is clean, the config schema catches typos."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dsflexinet.config import load_config, validate_config
+from dsflexinet.errors import PipelineError
+from tests.conftest import REPO
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def job_counts(*args: str) -> dict[str, int]:
+    """The 'Job stats' table of a forced dry run: every job of the DAG, whatever already exists."""
+    result = snakemake("-n", "--forceall", "--nolock", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("Job stats:")[1].split("\n\n")[0]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+def test_default_dag_generates_data_offline() -> None:
+    counts = job_counts()
+    assert counts["generate_synthetic_dataset"] == 1
+    assert counts["synthesise_impulse_responses"] == 1
+    assert counts["validate_dataset"] == 1
+    assert counts["cache_waveforms"] == 2
+    assert "download_tau22_archive" not in counts and "fetch_micirp" not in counts
+
+
+def test_real_data_dag_downloads_everything() -> None:
+    counts = job_counts("--configfile", "config/tau22.yaml")
+    assert counts["download_tau22_archive"] == 17  # 16 audio zips and the meta zip
+    assert counts["extract_tau22"] == 1
+    assert counts["fetch_micirp"] == 1
+    assert "generate_synthetic_dataset" not in counts
+
+
+def test_lint_is_clean() -> None:
+    result = snakemake("--lint")
+    output = result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in output and "Lints for" not in output, output
+
+
+def test_config_typo_stops_the_workflow_with_the_key() -> None:
+    result = snakemake("-n", "--nolock", "--config", "data={'sourse': 'synthetic'}")
+    assert result.returncode != 0
+    assert "config: unknown key 'data.sourse'" in result.stdout + result.stderr
+
+
+def test_both_configs_are_valid() -> None:
+    default = load_config([REPO / "config.yaml"], SCHEMA)
+    real = load_config([REPO / "config.yaml", REPO / "config" / "tau22.yaml"], SCHEMA)
+    assert default["data"]["source"] == "synthetic" and real["data"]["source"] == "download"
+    assert real["data"]["splits"] == default["data"]["splits"]  # merged, not replaced
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["data"]["synthetic"].update(seeed=1), r"unknown key 'data\.synthetic\.seeed' \(allowed here: "),
+        (lambda c: c["data"].update(source="zenodo"), r"data\.source: 'zenodo' is not one of"),
+        (lambda c: c["data"].update(sample_rate="32k"), r"data\.sample_rate: '32k' is not of type 'integer'"),
+        (lambda c: c["data"].pop("splits"), r"data: 'splits' is a required property"),
+    ],
+)
+def test_schema_errors_are_one_line(change, message: str) -> None:
+    config = load_config([REPO / "config.yaml"], SCHEMA)
+    change(config)
+    with pytest.raises(PipelineError, match=message) as error:
+        validate_config(config, SCHEMA)
+    assert "\n" not in str(error.value)
+
+
+def test_conda_environment_pins_match_pyproject() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    environment = yaml.safe_load((REPO / "envs" / "pipeline.yaml").read_text())
+    conda_pins = set(next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict)))
+    workflow_only = {"snakemake", "snakemake-executor-plugin-slurm", "dvc", "pytest"}  # not needed inside jobs
+    assert conda_pins == {pin for pin in pyproject if pin.split("==")[0] not in workflow_only}
+    lock = set((REPO / "requirements.lock").read_text().split())
+    assert set(pyproject) <= lock

@@ -1,0 +1,153 @@
+# Data: the data set (synthetic or downloaded), impulse-response sets, validation, 32 kHz waveform caches.
+
+if DATA["source"] == "synthetic":
+
+    rule generate_synthetic_dataset:
+        output:
+            tables=DATASET_TABLES,
+            audio=directory(f"{DATASET}/audio"),
+        params:
+            spec=as_json(DATA["synthetic"]),
+            root=lambda wildcards, output: Path(output.audio).parents[1],
+        log:
+            "logs/data/generate_synthetic_dataset.log",
+        benchmark:
+            "results/benchmarks/generate_synthetic_dataset.tsv"
+        threads: 2
+        resources:
+            mem_mb=3000,
+            runtime=30,
+        conda:
+            ENV
+        shell:
+            "python -m dsflexinet generate-synthetic --spec {params.spec:q} --workers {threads}"
+            " --out {params.root:q} > {log:q} 2>&1"
+
+else:
+
+    rule download_tau22_archive:
+        output:
+            f"{DATA_ROOT}/downloads/{{archive}}",
+        wildcard_constraints:
+            archive="|".join(name.replace(".", r"\.") for name in TAU22_ARCHIVES),
+        params:
+            url=lambda wildcards: f"{DATA['download']['base_url']}/{wildcards.archive}",
+            md5=lambda wildcards: TAU22_ARCHIVES[wildcards.archive],
+        log:
+            "logs/data/download_{archive}.log",
+        retries: 2
+        resources:
+            mem_mb=500,
+            runtime=240,
+        conda:
+            ENV
+        shell:
+            "python -m dsflexinet fetch --url {params.url:q} --checksum {params.md5} --out {output:q} > {log:q} 2>&1"
+
+    rule extract_tau22:
+        input:
+            expand(f"{DATA_ROOT}/downloads/{{archive}}", archive=TAU22_ARCHIVES),
+        output:
+            tables=DATASET_TABLES,
+            audio=directory(f"{DATASET}/audio"),
+        params:
+            root=lambda wildcards, output: Path(output.audio).parents[1],
+        log:
+            "logs/data/extract_tau22.log",
+        benchmark:
+            "results/benchmarks/extract_tau22.tsv"
+        resources:
+            mem_mb=1000,
+            runtime=240,
+        conda:
+            ENV
+        shell:
+            "python -m dsflexinet extract {input:q} --out {params.root:q} > {log:q} 2>&1"
+
+
+rule synthesise_impulse_responses:
+    output:
+        directory(f"{DATA_ROOT}/impulse_responses/synthetic"),
+    params:
+        n_responses=DATA["impulse_responses"]["synthetic"]["count"],
+        seed=DATA["impulse_responses"]["synthetic"]["seed"],
+    log:
+        "logs/data/synthesise_impulse_responses.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet synthesise-dirs --count {params.n_responses} --seed {params.seed} --out {output:q}"
+        " > {log:q} 2>&1"
+
+
+rule fetch_micirp:
+    output:
+        directory(f"{DATA_ROOT}/impulse_responses/micirp"),
+    params:
+        url=DATA["impulse_responses"]["micirp_url"],
+        downloads=f"{DATA_ROOT}/downloads/micirp",
+    log:
+        "logs/data/fetch_micirp.log",
+    retries: 2
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet fetch-micirp --base-url {params.url:q} --downloads {params.downloads:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule validate_dataset:
+    input:
+        tables=DATASET_TABLES,
+        audio=f"{DATASET}/audio",
+    output:
+        "results/data/dataset.json",
+    params:
+        root=lambda wildcards, input: Path(input.audio).parent,
+    log:
+        "logs/data/validate_dataset.log",
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet validate-dataset {params.root:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule cache_waveforms:
+    input:
+        summary="results/data/dataset.json",
+        audio=f"{DATASET}/audio",
+        split=lambda wildcards: f"{DATASET}/{DATA['splits'][wildcards.split]}",
+    output:
+        waves="results/cache/{split}.npy",
+        table="results/cache/{split}.tsv",
+    params:
+        root=lambda wildcards, input: Path(input.audio).parent,
+        split_file=lambda wildcards: DATA["splits"][wildcards.split],
+        sample_rate=DATA["sample_rate"],
+        clip_seconds=DATA["clip_seconds"],
+        expected_rate=(
+            f"--expected-rate {DATA['expected_sample_rate']}" if DATA["expected_sample_rate"] else ""
+        ),
+    log:
+        "logs/data/cache_waveforms_{split}.log",
+    benchmark:
+        "results/benchmarks/cache_waveforms_{split}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet cache-waveforms --root {params.root:q} --split-file {params.split_file:q}"
+        " --sample-rate {params.sample_rate} --clip-seconds {params.clip_seconds} {params.expected_rate}"
+        " --workers {threads} --out {output.waves:q} > {log:q} 2>&1"

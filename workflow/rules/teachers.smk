@@ -1,0 +1,49 @@
+# The 12 teachers (PaSST and CP-ResNet, FMS or DIR+FMS, three seeds) and their logit dumps.
+
+
+rule train_teacher:
+    input:
+        unpack(teacher_inputs),
+    output:
+        model="results/teachers/{teacher}/model.pt",
+        history="results/teachers/{teacher}/history.csv",
+    params:
+        spec=lambda wildcards: as_json(teacher_spec(config, wildcards.teacher)),
+        compute=as_json(COMPUTE),
+        optional=optional_training_flags,
+        out_dir=lambda wildcards, output: Path(output.model).parent,
+    log:
+        "logs/teachers/train_{teacher}.log",
+    benchmark:
+        "results/benchmarks/train_teacher_{teacher}.tsv"
+    threads: THREADS
+    resources:
+        **TRAIN_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet --threads {threads} train --spec {params.spec:q} --compute {params.compute:q}"
+        " --train-cache {input.train:q} --test-cache {input.test:q} {params.optional}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule dump_teacher_logits:
+    input:
+        model="results/teachers/{teacher}/model.pt",
+        caches=[CACHE["train"], CACHE["test"]],
+    output:
+        "results/teachers/{teacher}/logits.npz",
+    params:
+        caches=lambda wildcards, input: " ".join(f"--cache {shlex.quote(path)}" for path in input.caches),
+    log:
+        "logs/teachers/dump_logits_{teacher}.log",
+    benchmark:
+        "results/benchmarks/dump_teacher_logits_{teacher}.tsv"
+    threads: THREADS
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet --threads {threads} dump-logits --model {input.model:q} {params.caches}"
+        " --out {output:q} > {log:q} 2>&1"
