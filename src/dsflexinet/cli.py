@@ -136,6 +136,33 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=_cache_waveforms)
 
 
+# --- models ---------------------------------------------------------------------------------------------------
+
+
+def _complexity(args: argparse.Namespace) -> None:
+    from dsflexinet.atomic import write_json
+    from dsflexinet.models.complexity import complexity_table
+
+    rows = complexity_table(args.models, norm=args.norm)
+    if args.out:
+        write_json(args.out, rows)
+    print(f"{'model':<16} {'input':<12} {'params':>9} {'MMACs':>8} {'KB fp32':>9} {'KB int8':>8}")
+    for row in rows:
+        shape = "x".join(str(size) for size in row["input_shape"])
+        print(
+            f"{row['model']:<16} {shape:<12} {row['params']:>9,} {row['macs'] / 1e6:>8.2f} "
+            f"{row['size_kb_float32']:>9.2f} {row['size_kb_int8']:>8.2f}"
+        )
+
+
+def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("complexity", help="parameters, MACs and size of registered models (DCASE count)")
+    command.add_argument("models", nargs="+", metavar="MODEL", help="registry names, e.g. dsflexinet_sm4")
+    command.add_argument("--norm", default=None, help="block normalisation for the DS-FlexiNet models")
+    command.add_argument("--out", type=Path, default=None, help="also write the table as JSON")
+    command.set_defaults(handler=_complexity)
+
+
 # --- audio ----------------------------------------------------------------------------------------------------
 
 
@@ -334,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(commands)
+    _add_model_commands(commands)
     _add_audio_commands(commands)
     _add_training_commands(commands)
     _add_report_commands(commands)

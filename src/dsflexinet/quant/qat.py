@@ -1,0 +1,96 @@
+"""Eager-mode quantization-aware training: fuse, fake-quantize, freeze, convert to int8.
+
+A model is QAT-ready when it has QuantStub/DeQuantStub at its borders, adds residuals through
+`FloatFunctional` and offers `fuse_model()`, which fuses its conv+BN(+ReLU) runs. Normalisations with no
+conv to fold into (ResNorm in either direction, a standalone BatchNorm) sit in a `FloatIsland`: dequantized
+in, computed in float, quantized out, with their own output scale learnt in QAT.
+
+PyTorch 2.14 marks eager quantization deprecated; it still runs, and the notices are silenced here. Run int8
+models with deterministic-algorithms mode off (`Trainer(deterministic=True)` leaves it on; reported to break
+int8 inference, though these models ran under it in our checks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.ao.nn.intrinsic.qat import freeze_bn_stats as _freeze_bn
+from torch.ao.quantization import (
+    DeQuantStub, QuantStub, convert, disable_observer, fuse_modules_qat, get_default_qat_qconfig,
+)  # fmt: skip
+from torch.ao.quantization import prepare_qat as _prepare_qat
+
+from dsflexinet.errors import PipelineError
+
+BACKENDS = ("fbgemm", "x86")
+
+
+@contextlib.contextmanager
+def _eager_quantization() -> Iterator[None]:
+    """Silence the deprecation notices of eager quantization: known, pinned, nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
+        yield
+
+
+class FloatIsland(nn.Module):
+    """Runs `inner` in float inside a quantized model."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.dequant = DeQuantStub()
+        self.inner = inner
+        # No qconfig: prepare_qat leaves `inner` unobserved and convert does not swap it for a quantized module.
+        self.inner.qconfig = None
+        self.quant = QuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quant(self.inner(self.dequant(x)))
+
+
+def fuse_conv_bn(sequence: nn.Sequential) -> None:
+    """Fuse a Sequential of conv, BN and optionally ReLU in place, for QAT (the model must be training)."""
+    fuse_modules_qat(sequence, [str(index) for index in range(len(sequence))], inplace=True)
+
+
+def prepare_qat(model: nn.Module, backend: str = "fbgemm") -> nn.Module:
+    """Fuse `model` and insert fake quantization, in place; returns the same module, in training mode."""
+    if backend not in BACKENDS:
+        raise PipelineError(f"unknown quantization backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if not callable(getattr(model, "fuse_model", None)):
+        raise PipelineError(f"{type(model).__name__} is not QAT-ready (it has no fuse_model())")
+    torch.backends.quantized.engine = backend
+    model.train()
+    model.fuse_model()
+    with _eager_quantization():
+        model.qconfig = get_default_qat_qconfig(backend)
+        return _prepare_qat(model, inplace=True)
+
+
+def freeze_observers(model: nn.Module) -> None:
+    """Stop the observers: the quantization scales stay where they are."""
+    model.apply(disable_observer)
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Stop the running statistics of the fused conv+BN layers (BN stays folded with the frozen stats)."""
+    model.apply(_freeze_bn)
+
+
+def freeze_quantization(model: nn.Module) -> None:
+    """Both freezes, as the public recipe applies them in the last QAT epochs."""
+    freeze_observers(model)
+    freeze_batchnorm(model)
+
+
+def convert_int8(model: nn.Module) -> nn.Module:
+    """The fake-quantized `model` as a real int8 model (in place; eval mode)."""
+    model.eval()
+    with _eager_quantization():
+        return convert(model, inplace=True)

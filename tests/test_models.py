@@ -1,0 +1,306 @@
+"""Model layer: sizes against the paper and the public teachers, the DCASE complexity count, normalisations,
+PaSST patchout and checkpoint loading, the registry and the `complexity` command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+from torchinfo import summary
+
+from dsflexinet.cli import main
+from dsflexinet.errors import PipelineError
+from dsflexinet.models.complexity import complexity, count_macs
+from dsflexinet.models.passt import CONFIGS as PASST_CONFIGS
+from dsflexinet.models.passt import PaSST, PaSSTConfig, load_pretrained, passt
+from dsflexinet.models.registry import available_models, build_model, model_spec
+from dsflexinet.models.resnorm import NORMS, ResNorm
+
+torch.set_num_threads(2)
+
+# Paper Table II: (params, MACs); the measured counts are those in flexinet.py's docstring table.
+TABLE_II = {"sm1": (13_760, 3.88e6), "sm2": (30_690, 8.27e6), "sm3": (54_980, 14.34e6), "sm4": (126_120, 23.03e6)}
+MEASURED = {"sm1": (13_688, 3_880_436), "sm2": (30_400, 8_240_724), "sm3": (54_914, 14_295_284),
+            "sm4": (126_021, 23_112_084)}  # fmt: skip
+
+
+def _size(name: str, **options) -> dict:
+    return complexity(build_model(name, **options), model_spec(name).input_shape)
+
+
+def test_student_sizes_land_on_table_ii() -> None:
+    print(f"\n{'model':<16}{'norm':<17}{'params':>9}{'paper':>9}{'MACs':>12}{'paper':>12}")
+    for size, (paper_params, paper_macs) in TABLE_II.items():
+        for norm in NORMS:
+            counted = _size(f"dsflexinet_{size}", norm=norm)
+            print(f"dsflexinet_{size:<5}{norm:<17}{counted['params']:>9,}{paper_params:>9,}"
+                  f"{counted['macs']:>12,}{paper_macs:>12,.0f}")  # fmt: skip
+            assert abs(counted["params"] / paper_params - 1) <= 0.02, (size, norm)
+            assert abs(counted["macs"] / paper_macs - 1) <= 0.10, (size, norm)
+        counted = _size(f"dsflexinet_{size}")  # the default, ResNorm per channel
+        assert (counted["params"], counted["macs"]) == MEASURED[size]
+
+
+def test_cp_resnet_is_the_public_128k_teacher() -> None:
+    counted = _size("cp_resnet")
+    # The CP-JKU recipe's 128 K teacher: 127,684 parameters, 28.8 M MACs at 256 x 43 (torchinfo, unfused).
+    assert counted["params"] == 127_684
+    assert round(counted["macs"] / 1e6, 1) == 28.8
+
+
+def test_tiny_teachers_stay_under_five_million_macs() -> None:
+    for name in ("cp_resnet_tiny", "passt_tiny"):
+        counted = _size(name)
+        print(f"\n{name}: {counted['params']:,} params, {counted['macs'] / 1e6:.2f} M MACs")
+        assert 1e6 < counted["macs"] <= 5e6
+        assert 10_000 < counted["params"] < 200_000
+
+
+def _checkpoint_layout(config: PaSSTConfig, grid: tuple[int, int], classes: int = 527) -> dict[str, torch.Tensor]:
+    """Random tensors named and shaped as in a kkoutini/PaSST state dict (the public AudioSet checkpoint)."""
+    width, hidden = config.width, round(config.width * config.mlp_ratio)
+    shapes = {
+        "cls_token": (1, 1, width), "dist_token": (1, 1, width), "new_pos_embed": (1, 2, width),
+        "freq_new_pos_embed": (1, width, grid[0], 1), "time_new_pos_embed": (1, width, 1, grid[1]),
+        "patch_embed.proj.weight": (width, 1, config.patch, config.patch), "patch_embed.proj.bias": (width,),
+        "norm.weight": (width,), "norm.bias": (width,), "head.0.weight": (width,), "head.0.bias": (width,),
+        "head.1.weight": (classes, width), "head.1.bias": (classes,),
+        "head_dist.weight": (classes, width), "head_dist.bias": (classes,),
+    }  # fmt: skip
+    for block in range(config.depth):
+        shapes |= {
+            f"blocks.{block}.norm1.weight": (width,), f"blocks.{block}.norm1.bias": (width,),
+            f"blocks.{block}.attn.qkv.weight": (3 * width, width), f"blocks.{block}.attn.qkv.bias": (3 * width,),
+            f"blocks.{block}.attn.proj.weight": (width, width), f"blocks.{block}.attn.proj.bias": (width,),
+            f"blocks.{block}.norm2.weight": (width,), f"blocks.{block}.norm2.bias": (width,),
+            f"blocks.{block}.mlp.fc1.weight": (hidden, width), f"blocks.{block}.mlp.fc1.bias": (hidden,),
+            f"blocks.{block}.mlp.fc2.weight": (width, hidden), f"blocks.{block}.mlp.fc2.bias": (width,),
+        }  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    return {key: torch.randn(shape, generator=generator) for key, shape in shapes.items()}
+
+
+def test_passt_s_matches_the_published_size() -> None:
+    # The AudioSet model: 128 x 998 input (10 s), patch grid 12 x 99, 527 classes, plus a distillation head
+    # that our forward has no use for. Its tensors are exactly those of the public checkpoint's layout, and the
+    # total is the ~86 M of the DeiT-B backbone PaSST-S is built on (DeiT paper, Table 1).
+    config = PASST_CONFIGS["s"]
+    model = passt("s", input_size=(128, 998), n_classes=527)
+    assert model.grid == (12, 99)
+    ours = sum(p.numel() for p in model.parameters()) + 527 * 768 + 527
+    layout = sum(t.numel() for t in _checkpoint_layout(config, (12, 99)).values())
+    print(f"\nPaSST-S at 128 x 998: {ours:,} parameters (checkpoint layout {layout:,}; reference 86 M)")
+    assert ours == layout
+    assert abs(ours / 86e6 - 1) < 0.01
+    one_second = _size("passt_s")
+    assert abs(one_second["params"] / 85.3e6 - 1) < 0.01  # 1 s input, 10 classes, no distillation head
+
+
+def _torchinfo(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
+    stats = summary(model, input_size=(1, *shape), verbose=0)
+    return stats.total_params, stats.total_mult_adds
+
+
+@pytest.mark.parametrize("name", ["dsflexinet_sm1", "dsflexinet_sm2", "dsflexinet_sm3", "dsflexinet_sm4",
+                                  "cp_resnet", "cp_resnet_tiny"])  # fmt: skip
+@pytest.mark.parametrize("norm", ["resnorm_freq", "batchnorm"])
+def test_cnn_macs_equal_torchinfo(name: str, norm: str) -> None:
+    options = {"norm": norm} if "norm" in model_spec(name).options else {}
+    model, shape = build_model(name, **options), model_spec(name).input_shape
+    counted = complexity(model, shape)
+    assert (counted["params"], counted["macs"]) == _torchinfo(model, shape)
+
+
+def test_transformer_macs_are_torchinfo_plus_tokens_and_attention() -> None:
+    # torchinfo charges a Linear once per clip and sees no attention products; we charge every token and the
+    # QK^T and AV products. The difference is exactly that, per layer.
+    model, shape = build_model("passt_tiny"), model_spec("passt_tiny").input_shape
+    config = PASST_CONFIGS["tiny"]
+    tokens = 2 + math.prod(model.grid)
+    width, hidden = config.width, round(config.width * config.mlp_ratio)
+    qkv, proj, fc1, fc2 = 3 * width * (width + 1), width * (width + 1), hidden * (width + 1), width * (hidden + 1)
+    linear = qkv + proj + fc1 + fc2
+    extra = config.depth * ((tokens - 1) * linear + 2 * tokens * tokens * width)
+    params, torchinfo_macs = _torchinfo(model, shape)
+    assert params == sum(p.numel() for p in model.parameters())
+    assert count_macs(model, shape) == torchinfo_macs + extra
+
+
+def test_size_in_kilobytes() -> None:
+    counted = _size("dsflexinet_sm1")
+    assert counted["size_kb_float32"] == pytest.approx(counted["params"] * 4 / 1000)
+    assert counted["size_kb_int8"] == pytest.approx(counted["params"] / 1000)
+    assert round(counted["size_kb_float32"], 2) == 54.75  # the paper's 13.76 K -> 55.03 KB, same rule
+
+
+# --- normalisation ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_each_norm_trains_one_step(norm: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("dsflexinet_sm1", norm=norm).train()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    logits = model(torch.randn(4, 1, 256, 64))
+    assert logits.shape == (4, 10)
+    loss = nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    lambdas = [p for name, p in model.named_parameters() if name.endswith(".lam")]
+    assert len(lambdas) == (6 if norm.startswith("resnorm") else 0)  # one per block
+    assert all(p.grad is not None and p.grad.abs().item() > 0 for p in lambdas)
+    optimizer.step()
+    changed = sum(not torch.equal(before[name], p) for name, p in model.named_parameters())
+    assert changed == len(before)
+    assert model.eval()(torch.randn(2, 1, 256, 64)).shape == (2, 10)
+
+
+def _instance_norm_by_hand(x: torch.Tensor, axes: tuple[int, int], eps: float) -> torch.Tensor:
+    """Mean and biased variance over `axes` for every index of the other two axes, element by element."""
+    out = torch.empty_like(x)
+    kept = [axis for axis in range(4) if axis not in axes]
+    for i in range(x.shape[kept[0]]):
+        for j in range(x.shape[kept[1]]):
+            index = [slice(None)] * 4
+            index[kept[0]], index[kept[1]] = i, j
+            values = x[tuple(index)].double()
+            mean = values.sum() / values.numel()
+            var = ((values - mean) ** 2).sum() / values.numel()
+            out[tuple(index)] = ((values - mean) / math.sqrt(var + eps)).float()
+    return out
+
+
+@pytest.mark.parametrize(("over", "axes"), [("channel", (2, 3)), ("freq", (1, 3))])
+def test_resnorm_matches_hand_computation(over: str, axes: tuple[int, int]) -> None:
+    x = torch.randn(2, 3, 5, 7) * torch.arange(1.0, 6.0).view(1, 1, 5, 1) + torch.arange(3.0).view(1, 3, 1, 1)
+    norm = ResNorm(over, lam=0.3)
+    expected = 0.3 * x + _instance_norm_by_hand(x, axes, norm.eps)
+    assert torch.allclose(norm(x), expected, atol=1e-5)
+    other = (1, 3) if axes == (2, 3) else (2, 3)
+    assert not torch.allclose(norm(x), 0.3 * x + _instance_norm_by_hand(x, other, norm.eps), atol=1e-2)
+
+
+def test_unknown_norm_is_refused() -> None:
+    with pytest.raises(PipelineError, match="unknown normalisation 'layernorm'"):
+        build_model("dsflexinet_sm1", norm="layernorm")
+
+
+# --- PaSST ------------------------------------------------------------------------------------------------------
+
+
+def test_patchout_drops_tokens_in_training_only() -> None:
+    model = build_model("passt_tiny", freq_patchout=3, time_patchout=2)
+    x = torch.randn(2, 1, 128, 100)
+    rows, columns = model.grid
+    assert model.train().tokens(x).shape == (2, (rows - 3) * (columns - 2), 48)
+    assert model.eval().tokens(x).shape == (2, rows * columns, 48)
+    assert model.train()(x).shape == model.eval()(x).shape == (2, 10)
+    no_patchout = build_model("passt_tiny", freq_patchout=0, time_patchout=0).train()
+    assert no_patchout.tokens(x).shape[1] == rows * columns
+
+
+SMALL = PaSSTConfig(width=32, depth=2, heads=2)
+
+
+def test_load_pretrained_maps_crops_and_skips_the_head(tmp_path) -> None:
+    checkpoint = _checkpoint_layout(SMALL, (12, 99))
+    path = tmp_path / "passt.pt"
+    torch.save(checkpoint, path)
+    model = PaSST(SMALL, (128, 100))
+    head_before = model.head.weight.detach().clone()
+    load_pretrained(model, path)
+    state = model.state_dict()
+    assert torch.equal(state["patch_embed.weight"], checkpoint["patch_embed.proj.weight"])
+    assert torch.equal(state["token_pos"], checkpoint["new_pos_embed"])
+    assert torch.equal(state["freq_pos"], checkpoint["freq_new_pos_embed"])
+    assert torch.equal(state["time_pos"], checkpoint["time_new_pos_embed"][..., :9])  # 1 s: first 9 of 99
+    assert torch.equal(state["head_norm.weight"], checkpoint["head.0.weight"])
+    assert torch.equal(state["blocks.1.attn.qkv.weight"], checkpoint["blocks.1.attn.qkv.weight"])
+    assert torch.equal(state["blocks.0.mlp.fc2.bias"], checkpoint["blocks.0.mlp.fc2.bias"])
+    assert torch.equal(model.head.weight, head_before)  # the 527-class classifier is not used
+    assert model(torch.randn(1, 1, 128, 100)).shape == (1, 10)
+
+
+def test_load_pretrained_interpolates_other_frequency_grids(tmp_path) -> None:
+    checkpoint = _checkpoint_layout(SMALL, (12, 99))
+    ramp = torch.linspace(-1.0, 1.0, 12)
+    checkpoint["freq_new_pos_embed"] = ramp.view(1, 1, 12, 1).expand(1, 32, 12, 1).clone()
+    torch.save(checkpoint, tmp_path / "passt.pt")
+    model = load_pretrained(PaSST(SMALL, (64, 100)), tmp_path / "passt.pt")  # 64 mels: 5 frequency patches
+    loaded = model.freq_pos[0, 0, :, 0]
+    assert loaded.shape == (5,)
+    assert torch.all(loaded[1:] > loaded[:-1])
+    assert -1.0 <= loaded.min().item() and loaded.max().item() <= 1.0
+
+
+def test_load_pretrained_errors_name_the_file(tmp_path) -> None:
+    missing = tmp_path / "nothing.pt"
+    with pytest.raises(PipelineError, match=f"{missing}: PaSST checkpoint not found"):
+        build_model("passt_tiny", pretrained_path=str(missing))
+
+    wrong_width = tmp_path / "wide.pt"
+    torch.save(_checkpoint_layout(PaSSTConfig(width=64, depth=2, heads=2), (12, 99)), wrong_width)
+    with pytest.raises(PipelineError, match=f"{wrong_width}: does not match this PaSST"):
+        load_pretrained(PaSST(SMALL, (128, 100)), wrong_width)
+
+    shallow = tmp_path / "shallow.pt"
+    torch.save({k: v for k, v in _checkpoint_layout(SMALL, (12, 99)).items() if not k.startswith("blocks.1.")}, shallow)
+    with pytest.raises(PipelineError, match=f"{shallow}: does not match this PaSST \\(missing blocks.1"):
+        load_pretrained(PaSST(SMALL, (128, 100)), shallow)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(PipelineError, match=f"{garbage}: not a readable PyTorch checkpoint"):
+        load_pretrained(PaSST(SMALL, (128, 100)), garbage)
+
+
+# --- registry and command ---------------------------------------------------------------------------------------
+
+
+def test_registry_specs_and_round_trip() -> None:
+    names = available_models()
+    assert names == ["dsflexinet_sm1", "dsflexinet_sm2", "dsflexinet_sm3", "dsflexinet_sm4",
+                     "cp_resnet", "cp_resnet_tiny", "passt_s", "passt_tiny"]  # fmt: skip
+    for name, frontend, shape in [("dsflexinet_sm2", "student", (1, 256, 64)), ("cp_resnet", "cp_resnet", (1, 256, 43)),
+                                  ("passt_tiny", "passt", (1, 128, 100))]:  # fmt: skip
+        assert (model_spec(name).frontend, model_spec(name).input_shape) == (frontend, shape)
+    for name in names:
+        if name == "passt_s":
+            continue  # 85 M parameters: sized above
+        torch.manual_seed(0)
+        model = build_model(name).eval()
+        copy = build_model(name).eval()
+        copy.load_state_dict(model.state_dict())
+        x = torch.randn(2, *model_spec(name).input_shape)
+        with torch.no_grad():
+            assert model(x).shape == (2, 10)
+            assert torch.equal(model(x), copy(x))
+    assert build_model("dsflexinet_sm1", n_classes=4).eval()(torch.zeros(1, 1, 256, 64)).shape == (1, 4)
+
+
+def test_registry_refuses_unknown_names_and_options() -> None:
+    with pytest.raises(PipelineError) as error:
+        build_model("dsflexinet_sm5")
+    assert str(error.value) == (
+        "unknown model 'dsflexinet_sm5' (choose from dsflexinet_sm1, dsflexinet_sm2, dsflexinet_sm3, "
+        "dsflexinet_sm4, cp_resnet, cp_resnet_tiny, passt_s, passt_tiny)"
+    )
+    with pytest.raises(PipelineError, match="model 'cp_resnet' takes no option\\(s\\) norm"):
+        build_model("cp_resnet", norm="batchnorm")
+
+
+def test_complexity_command_writes_the_table(tmp_path, capsys) -> None:
+    out = tmp_path / "table.json"
+    assert main(["complexity", "dsflexinet_sm1", "cp_resnet_tiny", "--norm", "batchnorm", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["model"] for row in rows] == ["dsflexinet_sm1", "cp_resnet_tiny"]
+    assert rows[0]["norm"] == "batchnorm" and "norm" not in rows[1]
+    assert rows[0]["params"] == sum(p.numel() for p in build_model("dsflexinet_sm1", norm="batchnorm").parameters())
+    assert rows[1]["input_shape"] == [1, 256, 43]
+    printed = capsys.readouterr().out
+    assert "dsflexinet_sm1" in printed and f"{rows[0]['params']:,}" in printed
+    assert main(["complexity", "resnet50"]) == 1
+    assert "unknown model 'resnet50'" in capsys.readouterr().err

@@ -1,0 +1,172 @@
+"""QAT: every student size with every block normalisation converts to a real int8 model that computes what
+the fake-quantized model computes.
+
+Why two tolerances. Fake quantization and the int8 kernels round the same values, but an accumulator that
+lands on a rounding boundary can go either way; one flipped step early on changes everything downstream, so
+int8 and fake-quant outputs drift apart by quantization noise, not by a fixed error. We therefore check
+  - exactness where nothing has drifted yet: the first conv's int8 output is within 2 quantization steps of
+    the fake-quant output;
+  - on untrained models and random inputs, max |logit difference| <= 0.3 and mean <= 0.08 (measured: at most
+    0.22 and 0.063, logits of unit scale);
+  - on models trained for 40 steps on a toy task, where the logits mean something: the int8 model takes the
+    fake-quant model's decision on >= 80 % of held-out inputs (measured 84-98 %) and its accuracy is within
+    5 points.
+The observers are calibrated on the evaluation batch itself with BatchNorm frozen: PyTorch's fake
+quantization clips activations at the 7-bit range the observers saw (reduce_range), the int8 kernels do not,
+so values outside the calibrated range would differ for a reason that has nothing to do with conversion.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.ao.quantization import FakeQuantizeBase
+
+from dsflexinet.errors import PipelineError
+from dsflexinet.models.registry import build_model
+from dsflexinet.models.resnorm import NORMS, ResNorm
+from dsflexinet.quant.qat import (
+    convert_int8, freeze_batchnorm, freeze_observers, freeze_quantization, prepare_qat,
+)  # fmt: skip
+
+torch.set_num_threads(2)
+
+
+def _settle_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Running statistics = the exact average over `batches`, so frozen BN behaves as in training."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+
+
+def _fake_quant_and_int8(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, nn.Module]:
+    model = prepare_qat(model, "fbgemm")
+    freeze_batchnorm(model)
+    with torch.no_grad():
+        model(x)  # calibration pass in training mode
+    freeze_observers(model)
+    model.eval()
+    return model, convert_int8(copy.deepcopy(model))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("size", ["sm1", "sm2", "sm3", "sm4"])
+def test_int8_conversion(size: str, norm: str) -> None:
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    model = build_model(f"dsflexinet_{size}", norm=norm)
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    _settle_batchnorm(model, [torch.randn(8, 1, 256, 64, generator=generator) for _ in range(2)])
+    x = torch.randn(16, 1, 256, 64, generator=generator)
+    fake, int8 = _fake_quant_and_int8(model, x)
+
+    stem = {}
+    handle = fake.stem[0].register_forward_hook(lambda m, i, o: stem.__setitem__("fake", o))
+    with torch.no_grad():
+        fake_logits = fake(x)
+    handle.remove()
+    int8.stem[0].register_forward_hook(lambda m, i, o: stem.__setitem__("int8", o))
+    with torch.no_grad():
+        int8_logits = int8(x)
+
+    step = int8.stem[0][0].scale
+    assert (stem["fake"] - stem["int8"].dequantize()).abs().max().item() <= 2 * step + 1e-6
+    difference = (fake_logits - int8_logits).abs()
+    agreement = (fake_logits.argmax(1) == int8_logits.argmax(1)).float().mean().item()
+    print(f"\n{size} {norm:<16} max |dlogit| {difference.max():.3f} mean {difference.mean():.3f} "
+          f"logit std {fake_logits.std():.3f} argmax agreement {agreement:.2f} (untrained)")  # fmt: skip
+    assert difference.max().item() <= 0.3
+    assert difference.mean().item() <= 0.08
+
+    weights = [v for v in int8.state_dict().values() if isinstance(v, torch.Tensor) and v.dtype == torch.qint8]
+    assert len(weights) == convs  # every conv (stem, blocks, shortcuts, head) holds int8 weights
+    assert not any(isinstance(m, nn.Conv2d) for m in int8.modules())  # no float conv left
+    norms = [m for m in int8.modules() if isinstance(m, (ResNorm, nn.BatchNorm2d))]
+    assert len(norms) == (0 if norm == "none" else len(int8.blocks))  # the block norms stay float
+    assert all(p.dtype == torch.float32 for m in norms for p in m.parameters())
+
+
+def _toy(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ten classes of noisy gratings told apart by their period along frequency (128 x 32: the models are
+    fully convolutional, and small inputs keep the test fast)."""
+    labels = torch.randint(0, 10, (n,), generator=generator)
+    freq = torch.arange(128.0).view(1, 1, 128, 1) / (3 + 1.5 * labels.float()).view(n, 1, 1, 1)
+    time = torch.arange(32.0).view(1, 1, 1, 32) / (4 + 12 * torch.rand(n, 1, 1, 1, generator=generator))
+    phase = 2 * math.pi * torch.rand(n, 1, 1, 1, generator=generator)
+    waves = torch.sin(2 * math.pi * (freq + time) + phase)
+    return waves + 0.5 * torch.randn(n, 1, 128, 32, generator=generator), labels
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_int8_decisions_match_after_training(norm: str) -> None:
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    model = build_model("dsflexinet_sm2", norm=norm).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    for _ in range(40):
+        x, y = _toy(32, generator)
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    _settle_batchnorm(model, [_toy(32, generator)[0] for _ in range(3)])
+    x, y = _toy(128, generator)
+    fake, int8 = _fake_quant_and_int8(model, x)
+    with torch.no_grad():
+        fake_logits, int8_logits = fake(x), int8(x)
+    agreement = (fake_logits.argmax(1) == int8_logits.argmax(1)).float().mean().item()
+    fake_accuracy = (fake_logits.argmax(1) == y).float().mean().item()
+    int8_accuracy = (int8_logits.argmax(1) == y).float().mean().item()
+    print(f"\nsm2 {norm:<16} accuracy fake-quant {fake_accuracy:.2f} int8 {int8_accuracy:.2f} "
+          f"agreement {agreement:.2f} max |dlogit| {(fake_logits - int8_logits).abs().max():.3f}")  # fmt: skip
+    assert fake_accuracy > 0.3  # it learnt something (chance: 0.1)
+    assert agreement >= 0.8
+    assert abs(fake_accuracy - int8_accuracy) <= 0.05
+
+
+def test_x86_backend_converts_too() -> None:
+    model = build_model("dsflexinet_sm1")
+    _settle_batchnorm(model, [torch.randn(4, 1, 256, 64)])
+    x = torch.randn(4, 1, 256, 64)
+    try:
+        model = prepare_qat(model, "x86")
+        assert torch.backends.quantized.engine == "x86"
+        with torch.no_grad():
+            model(x)
+        int8 = convert_int8(model)
+        assert int8(x).shape == (4, 10)
+        assert int8.stem[0][0].weight().dtype == torch.qint8
+    finally:
+        torch.backends.quantized.engine = "fbgemm"
+
+
+def test_freezing_stops_observers_and_batchnorm_statistics() -> None:
+    model = prepare_qat(build_model("dsflexinet_sm1"), "fbgemm")
+    x = torch.randn(4, 1, 256, 64)
+    with torch.no_grad():
+        model(x)
+    freeze_quantization(model)
+    fake_quants = [m for m in model.modules() if isinstance(m, FakeQuantizeBase)]
+    assert fake_quants and all(m.observer_enabled.item() == 0 for m in fake_quants)
+    scales = [m.scale.clone() for m in fake_quants]
+    running = model.stem[0][0].bn.running_mean.clone()
+    with torch.no_grad():
+        model.train()(x * 5 + 3)
+    assert all(torch.equal(m.scale, s) for m, s in zip(fake_quants, scales, strict=True))
+    assert torch.equal(model.stem[0][0].bn.running_mean, running)
+
+
+def test_prepare_qat_refuses_unknown_backends_and_unready_models() -> None:
+    with pytest.raises(PipelineError, match="unknown quantization backend 'tflite'"):
+        prepare_qat(build_model("dsflexinet_sm1"), "tflite")
+    with pytest.raises(PipelineError, match="CPResNet is not QAT-ready"):
+        prepare_qat(build_model("cp_resnet_tiny"))
