@@ -51,8 +51,8 @@ rule student_complexity:
     output:
         "results/students/{run}/complexity.json",
     params:
-        model=lambda wildcards: as_json(student_spec(config, wildcards.run)["model"]),
-        frontend=lambda wildcards: student_spec(config, wildcards.run)["frontend"]["preset"],
+        model=lambda wildcards: student_spec(config, wildcards.run)["model"]["name"],
+        norm=lambda wildcards: flag("norm", student_spec(config, wildcards.run)["model"]["options"].get("norm")),
     log:
         "logs/students/complexity_{run}.log",
     resources:
@@ -60,5 +60,4 @@ rule student_complexity:
     conda:
         ENV
     shell:
-        "python -m dsflexinet complexity --model {params.model:q} --frontend {params.frontend}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m dsflexinet complexity {params.model} {params.norm} --out {output:q} > {log:q} 2>&1"

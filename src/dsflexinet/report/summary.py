@@ -8,7 +8,7 @@ import pandas as pd
 
 from dsflexinet.atomic import atomic_path, write_json
 from dsflexinet.data.tau22 import DEVICES
-from dsflexinet.report.tables import read_json
+from dsflexinet.report.tables import read_complexity, read_json
 
 
 def _rounded(value: float) -> float:
@@ -17,7 +17,7 @@ def _rounded(value: float) -> float:
 
 def student_metrics(run: Path) -> dict:
     float_eval, int8_eval = read_json(run / "eval_float.json"), read_json(run / "eval_int8.json")
-    complexity = read_json(run / "complexity.json")
+    complexity = read_complexity(run)
     return {
         "accuracy_float": _rounded(float_eval["accuracy"]),
         "accuracy_int8": _rounded(int8_eval["accuracy"]),

@@ -29,6 +29,11 @@ def read_json(path: Path) -> dict:
         raise PipelineError(f"{path}: not valid JSON ({error})") from None
 
 
+def read_complexity(run: Path) -> dict:
+    """The one row `dsflexinet complexity` wrote for a run's model."""
+    return read_json(run / "complexity.json")[0]
+
+
 def percent(value: float) -> float:
     return round(100.0 * value, 2)
 
@@ -44,7 +49,7 @@ def table2(runs: dict[str, Path]) -> pd.DataFrame:
     """Table II: size and accuracy of sm1-sm4, float and after QAT."""
     rows = []
     for label, run in runs.items():
-        complexity = read_json(run / "complexity.json")
+        complexity = read_complexity(run)
         rows.append({
             "System": label,
             "Param/K": round(complexity["params"] / 1000, 2),
@@ -65,7 +70,7 @@ def table3(runs: dict[str, Path]) -> pd.DataFrame:
         for name, (params, macs, acc) in paper.TABLE3_OTHER_SYSTEMS.items()
     ]
     for label, run in runs.items():
-        complexity = read_json(run / "complexity.json")
+        complexity = read_complexity(run)
         rows.append({
             "Model": f"Proposed Model ({label})",
             "Param/K": round(complexity["params"] / 1000, 2),
