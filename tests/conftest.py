@@ -59,7 +59,7 @@ def tiny_pipeline_config(config: dict) -> dict:
     defaults = config["students"]["defaults"]
     defaults["model"]["name"] = "dsflexinet_sm1"
     defaults["schedule"].update(epochs=1, batch_size=32, warmup_epochs=0, rampdown_start=0, rampdown_epochs=1)
-    defaults["qat"].update(epochs=1, freeze_last_epochs=1)
+    defaults["qat"].update(epochs=1, freeze_last_epochs=0)
     config["students"]["runs"] = {"tiny-rn": {}, "tiny-rnfreq": {"model": {"options": {"norm": "resnorm_freq"}}}}
     config["reports"] = {
         "table2": ["tiny-rn"], "table3": ["tiny-rn"], "table4": {"Fused": "tiny-rn"},

@@ -29,10 +29,8 @@ def collect_wavs(inputs: list[str | Path]) -> list[Path]:
     for item in map(Path, inputs):
         if item.is_dir():
             files.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() == ".wav"))
-        elif item.exists():
-            files.append(item)
         else:
-            raise PipelineError(f"{item}: no such file or directory")
+            files.append(item)  # a missing file is reported (and skipped) like an unreadable one
     return files
 
 

@@ -62,6 +62,11 @@ def qat_job(
     from dsflexinet.train.run import fit, load_model_file
 
     out_dir = Path(out_dir)
+    if qat["freeze_last_epochs"] >= qat["epochs"]:
+        raise PipelineError(
+            f"qat.freeze_last_epochs ({qat['freeze_last_epochs']}) must be smaller than qat.epochs ({qat['epochs']}):"
+            " the observers need at least one epoch to calibrate"
+        )
     payload = load_model_file(model_path)
     spec = payload["spec"]
     float_classifier = rebuild(spec, payload["state_dict"])

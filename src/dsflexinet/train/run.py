@@ -4,7 +4,8 @@ Layout of a job's directory (the rule's outputs are model.pt and history.csv; ch
 so Snakemake leaves it in place when a job dies and the rerun resumes from it):
 
     model.pt              {"spec": ..., "state_dict": ...}: everything needed to rebuild the trained model
-    history.csv           one row per epoch: train/val loss and accuracy, learning rate, KD label weight
+    history.csv           one row per finished epoch, written as it finishes: train/val loss and accuracy,
+                          learning rate, KD label weight
     checkpoints/last.ckpt the state after the last finished epoch (deleted once the job succeeds)
     checkpoints/spec.json the spec the checkpoint belongs to: a changed spec starts afresh, never resumes
 """
@@ -22,13 +23,33 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 
 from dsflexinet.atomic import atomic_path, write_text
 from dsflexinet.errors import PipelineError
 
 ACCELERATORS = ("cpu", "gpu", "auto")
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "label_weight")
+HISTORY_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "label_weight")
+
+
+class EpochHistory(Callback):
+    """Appends each finished epoch's metrics to history.csv at once, so a resumed run keeps the earlier rows.
+
+    A row whose epoch is rerun after a resume (it finished but its checkpoint was not yet written) is replaced.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.global_rank != 0 or trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1}
+        row |= {name: float(metrics[name]) for name in HISTORY_COLUMNS if name in metrics}
+        history = pd.read_csv(self.path) if self.path.is_file() else pd.DataFrame(columns=["epoch"])
+        history = pd.concat([history[history["epoch"] < row["epoch"]], pd.DataFrame([row])], ignore_index=True)
+        with atomic_path(self.path) as tmp:
+            history.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Callback] | None = None) -> pl.Trainer:
@@ -49,8 +70,8 @@ def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Call
         devices=compute.get("devices", 1),
         strategy=compute.get("strategy", "auto"),
         precision=compute.get("precision", "32-true"),
-        logger=CSVLogger(out_dir, name="", version="lightning"),
-        callbacks=[checkpoint, *(callbacks or [])],
+        logger=False,
+        callbacks=[EpochHistory(out_dir / "history.csv"), checkpoint, *(callbacks or [])],
         enable_progress_bar=sys.stderr.isatty(),
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -68,16 +89,6 @@ def _resume_checkpoint(out_dir: Path, spec: dict) -> Path | None:
     shutil.rmtree(directory, ignore_errors=True)
     write_text(spec_file, text)
     return None
-
-
-def _write_history(out_dir: Path, destination: Path) -> None:
-    """Lightning's CSV log (one row per logging call) condensed to one row per epoch."""
-    log = pd.read_csv(out_dir / "lightning" / "metrics.csv")
-    history = log.groupby("epoch").first().reset_index()
-    history = history[[column for column in HISTORY_COLUMNS if column in history.columns]]
-    history["epoch"] = history["epoch"].astype(int) + 1
-    with atomic_path(destination) as tmp:
-        history.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def save_model(path: Path, model: torch.nn.Module, spec: dict) -> None:
@@ -108,7 +119,7 @@ def fit(
     epochs: int,
     callbacks: list[Callback] | None = None,
 ) -> bool:
-    """Train (resuming an interrupted run of the same spec), then write the history and drop checkpoints.
+    """Train (resuming an interrupted run of the same spec), then drop the checkpoints.
 
     Returns whether this process is the one (rank 0 under DDP) that writes results.
     """
@@ -117,7 +128,7 @@ def fit(
     pl.seed_everything(spec["seed"], workers=True, verbose=False)
     resume = _resume_checkpoint(out_dir, spec)
     if resume is None:
-        shutil.rmtree(out_dir / "lightning", ignore_errors=True)
+        (out_dir / "history.csv").unlink(missing_ok=True)
     else:
         logging.getLogger("dsflexinet").info("resuming from %s", resume)
     trainer = make_trainer(out_dir, epochs, compute, callbacks)
@@ -125,11 +136,8 @@ def fit(
         # Small default-run data sets trigger Lightning's "few batches / few workers" hints on every job.
         warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches).*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-    if trainer.interrupted:
-        raise PipelineError(f"{out_dir}: training was interrupted; rerun to resume from the last epoch")
     if trainer.global_rank != 0:
         return False
-    _write_history(out_dir, out_dir / "history.csv")
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return True
 

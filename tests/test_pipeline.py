@@ -1,0 +1,146 @@
+"""End to end through the library on the tiny synthetic set: two teachers, logits, fusion, a KD student,
+QAT to int8, evaluation and prediction; and an interrupted training run that resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import yaml
+
+from dsflexinet.audio.energy import analyse_energy
+from dsflexinet.config import qat_spec, student_spec, teacher_spec
+from dsflexinet.data.cache import build_cache
+from dsflexinet.data.dirs import synthesise_impulse_responses
+from dsflexinet.distill.fusion import fuse_teachers
+from dsflexinet.distill.logits import dump_teacher_logits, load_logits
+from dsflexinet.errors import PipelineError
+from dsflexinet.evaluate.metrics import evaluate_model
+from dsflexinet.evaluate.predict import predict_files
+from dsflexinet.quant.finetune import qat_job
+from dsflexinet.train import run as run_module
+from dsflexinet.train.run import train_job
+from tests.conftest import REPO, tiny_pipeline_config
+
+COMPUTE = {"accelerator": "cpu", "devices": 1}
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return tiny_pipeline_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("pipeline-inputs")
+    build_cache(tiny_dataset, "evaluation_setup/fold1_train.csv", work / "train.npy")
+    build_cache(tiny_dataset, "evaluation_setup/fold1_evaluate.csv", work / "test.npy")
+    synthesise_impulse_responses(work / "irs", count=4, seed=1)
+    analyse_energy(work / "train.npy", "auto", work / "energy.json", work / "energy.png")
+    return {"train": work / "train.npy", "test": work / "test.npy", "irs": work / "irs", "energy": work / "energy.json"}
+
+
+def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau_clips_dir_or_none) -> None:
+    logit_files = {}
+    for name in ("passt-dir_fms-s1", "cpresnet-dir_fms-s1"):
+        model = train_job(teacher_spec(config, name), inputs["train"], inputs["test"], tmp_path / name, COMPUTE,
+                          impulse_responses=inputs["irs"])  # fmt: skip
+        logit_files[name] = tmp_path / name / "logits.npz"
+        assert dump_teacher_logits(model, [inputs["train"], inputs["test"]], logit_files[name]) == 70 + 180
+        history = list(csv.DictReader((tmp_path / name / "history.csv").open()))
+        assert [row["epoch"] for row in history] == ["1"] and 0 <= float(history[0]["val_acc"]) <= 1
+
+    report = fuse_teachers(logit_files, inputs["train"], inputs["test"], tmp_path / "ensemble", steps=50)
+    alpha = np.array(list(report["alpha"].values()))
+    assert not np.allclose(alpha, 0.5) and np.abs(report["beta"]).max() > 1e-4  # moved away from the average
+    assert report["train_cross_entropy"]["fused"] <= report["train_cross_entropy"]["average"] + 1e-9
+    assert set(report["test"]) == {*logit_files, "average", "fused"}
+    names, fused = load_logits(tmp_path / "ensemble" / "fused.npz")
+    assert fused.shape == (250, 10) and len(set(names)) == 250
+
+    spec = student_spec(config, "tiny-rn")
+    assert spec["augment"]["device_ir"]["mode"] == "adir" and spec["distillation"]["teachers"] == "fused"
+    student = train_job(spec, inputs["train"], inputs["test"], tmp_path / "student", COMPUTE, inputs["irs"],
+                        inputs["energy"], tmp_path / "ensemble" / "fused.npz")  # fmt: skip
+    int8 = qat_job(student, qat_spec(config, "tiny-rn"), inputs["train"], inputs["test"], tmp_path / "qat", COMPUTE,
+                   inputs["irs"], inputs["energy"], tmp_path / "ensemble" / "fused.npz")  # fmt: skip
+    assert json.loads((tmp_path / "qat" / "quantized.json").read_text())["file_bytes"] == int8.stat().st_size
+
+    for model, out in ((student, "eval_float.json"), (int8, "eval_int8.json")):
+        metrics = evaluate_model(model, inputs["test"], tmp_path / out)
+        assert metrics["clips"] == 180 and sum(map(sum, metrics["confusion_matrix"])) == 180
+        assert set(metrics["devices"]) == {"a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"}
+        assert metrics["groups"]["unseen_simulated"]["clips"] == 60
+
+    if tau_clips_dir_or_none is None:
+        return
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEjunk")
+    rows, skipped = predict_files([tau_clips_dir_or_none, broken], int8, tmp_path / "predictions.csv")
+    assert rows == 2 and skipped == [str(broken)]
+    table = list(csv.DictReader((tmp_path / "predictions.csv").open()))
+    assert [Path(row["file"]).name for row in table] == ["airport-lisbon-1000-40000-0-a.wav", "metro_station-paris-10s.wav"]
+    for row in table:
+        probabilities = [float(value) for key, value in row.items() if key not in ("file", "scene")]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-4) and row["scene"] in row
+
+
+@pytest.fixture
+def tau_clips_dir_or_none() -> Path | None:
+    from tests.conftest import SHARED
+
+    path = SHARED / "data" / "tau-clips"
+    return path if path.is_dir() else None
+
+
+class _KillAfterFirstEpoch(pl.Callback):
+    """Stands in for a killed job (node failure, time limit): the run dies at the start of its second epoch."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def _killing(make_trainer):
+    def make(out_dir, epochs, compute, callbacks=None):
+        return make_trainer(out_dir, epochs, compute, [_KillAfterFirstEpoch(), *(callbacks or [])])
+
+    return make
+
+
+def test_interrupted_training_resumes(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
+    spec = teacher_spec(config, "cpresnet-dir_fms-s1")
+    spec["schedule"]["epochs"] = 3
+    make_trainer = run_module.make_trainer
+    monkeypatch.setattr(run_module, "make_trainer", _killing(make_trainer))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "model.pt").exists()
+
+    monkeypatch.setattr(run_module, "make_trainer", make_trainer)
+    caplog.set_level(logging.INFO, logger="dsflexinet")
+    train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
+    assert f"resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}" in caplog.messages
+    history = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [row["epoch"] for row in history] == ["1", "2", "3"]
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_changed_spec_never_resumes_a_stale_checkpoint(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
+    spec = teacher_spec(config, "cpresnet-dir_fms-s1")
+    spec["schedule"]["epochs"] = 2
+    make_trainer = run_module.make_trainer
+    monkeypatch.setattr(run_module, "make_trainer", _killing(make_trainer))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
+    monkeypatch.setattr(run_module, "make_trainer", make_trainer)
+    spec["schedule"]["lr"] *= 2  # the user changed a setting before rerunning
+    caplog.set_level(logging.INFO, logger="dsflexinet")
+    train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
+    assert not any(message.startswith("resuming") for message in caplog.messages)
+    assert [row["epoch"] for row in csv.DictReader((tmp_path / "history.csv").open())] == ["1", "2"]
