@@ -59,7 +59,7 @@ def qat_job(
     """Fine-tune a trained float student with fake quantization, convert it to int8 and export it."""
     from dsflexinet.train.data import CacheDataModule
     from dsflexinet.train.module import SceneClassifier, build_inputs
-    from dsflexinet.train.run import fit, load_model_file
+    from dsflexinet.train.run import finish, fit, load_model_file
 
     out_dir = Path(out_dir)
     if qat["freeze_last_epochs"] >= qat["epochs"]:
@@ -93,4 +93,5 @@ def qat_job(
         "file_bytes": path.stat().st_size,
         "float_model": str(model_path),
     })  # fmt: skip
+    finish(out_dir)
     return path

@@ -4,10 +4,12 @@ Layout of a job's directory (the rule's outputs are model.pt and history.csv; ch
 so Snakemake leaves it in place when a job dies and the rerun resumes from it):
 
     model.pt              {"spec": ..., "state_dict": ...}: everything needed to rebuild the trained model
-    history.csv           one row per finished epoch, written as it finishes: train/val loss and accuracy,
-                          learning rate, KD label weight
-    checkpoints/last.ckpt the state after the last finished epoch (deleted once the job succeeds)
+    history.csv           one row per epoch: train/val loss and accuracy, learning rate, KD label weight
+    checkpoints/last.ckpt the state after the last finished epoch
     checkpoints/spec.json the spec the checkpoint belongs to: a changed spec starts afresh, never resumes
+    checkpoints/history.csv  the history so far, one row written as each epoch finishes
+
+checkpoints/ goes once the job has succeeded and its outputs are written.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Call
         strategy=compute.get("strategy", "auto"),
         precision=compute.get("precision", "32-true"),
         logger=False,
-        callbacks=[EpochHistory(out_dir / "history.csv"), checkpoint, *(callbacks or [])],
+        callbacks=[EpochHistory(out_dir / "checkpoints" / "history.csv"), checkpoint, *(callbacks or [])],
         enable_progress_bar=sys.stderr.isatty(),
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -119,7 +121,8 @@ def fit(
     epochs: int,
     callbacks: list[Callback] | None = None,
 ) -> bool:
-    """Train (resuming an interrupted run of the same spec), then drop the checkpoints.
+    """Train (resuming an interrupted run of the same spec) and write history.csv; the caller saves its
+    outputs and then calls `finish`.
 
     Returns whether this process is the one (rank 0 under DDP) that writes results.
     """
@@ -127,9 +130,7 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(spec["seed"], workers=True, verbose=False)
     resume = _resume_checkpoint(out_dir, spec)
-    if resume is None:
-        (out_dir / "history.csv").unlink(missing_ok=True)
-    else:
+    if resume is not None:
         logging.getLogger("dsflexinet").info("resuming from %s", resume)
     trainer = make_trainer(out_dir, epochs, compute, callbacks)
     with warnings.catch_warnings():
@@ -138,8 +139,14 @@ def fit(
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     if trainer.global_rank != 0:
         return False
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    with atomic_path(out_dir / "history.csv") as tmp:
+        shutil.copyfile(out_dir / "checkpoints" / "history.csv", tmp)
     return True
+
+
+def finish(out_dir: str | Path) -> None:
+    """Drop the checkpoints of a job whose outputs are all written."""
+    shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)
 
 
 def train_job(
@@ -167,4 +174,5 @@ def train_job(
     model_path = Path(out_dir) / "model.pt"
     if fit(module, datamodule, spec, out_dir, compute, schedule["epochs"]):
         save_model(model_path, module.model, spec)
+        finish(out_dir)
     return model_path

@@ -1,0 +1,86 @@
+"""Latency of one 1 s clip at batch 1 on the CPU: float vs int8 (fbgemm and x86 engines), with and without
+the log-mel frontend.
+
+The int8 models are what the QAT step exports: fused, fake-quantized, calibrated and converted (untrained
+weights: latency does not depend on their values). Each model is timed on one thread, as an embedded target
+would run it, after warm-up; the median of `--repeats` calls counts.
+
+    PYTHONPATH=src python benchmarks/inference_latency.py [--models dsflexinet_sm2 ...] [--out latency.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from dsflexinet.audio.frontend import build_frontend
+from dsflexinet.evaluate.inference import WaveformClassifier
+from dsflexinet.models.registry import build_model, model_spec
+from dsflexinet.quant.qat import convert_int8, prepare_qat
+
+
+def median_ms(function, example: torch.Tensor, repeats: int) -> float:
+    with torch.inference_mode():
+        for _ in range(10):
+            function(example)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function(example)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def int8_model(name: str, backend: str) -> torch.nn.Module:
+    model = prepare_qat(build_model(name), backend)
+    with torch.no_grad():
+        for _ in range(4):  # calibrate the observers on log-mel-like inputs
+            model(torch.randn(8, *model_spec(name).input_shape))
+    return convert_int8(model)
+
+
+def measure(name: str, repeats: int) -> dict:
+    frontend = build_frontend(model_spec(name).frontend).eval()
+    wave = torch.randn(1, 32000) * 0.1
+    mel = frontend(wave)
+    rows = {}
+    for label, model in (("float", build_model(name).eval()), *((f"int8 {b}", int8_model(name, b)) for b in ("fbgemm", "x86"))):
+        if label != "float":
+            torch.backends.quantized.engine = label.split()[1]
+        rows[label] = {
+            "model_ms": median_ms(model, mel, repeats),
+            "with_frontend_ms": median_ms(WaveformClassifier(frontend, model).eval(), wave, repeats),
+        }
+    frontend_ms = median_ms(frontend, wave, repeats)
+    return {"frontend_ms": frontend_ms, "variants": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["dsflexinet_sm1", "dsflexinet_sm2", "dsflexinet_sm3",
+                                                        "dsflexinet_sm4"])  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="also write the figures as JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {}
+    print(f"{'model':<16} {'variant':<12} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9}")
+    for name in args.models:
+        results[name] = measure(name, args.repeats)
+        float_ms = results[name]["variants"]["float"]["model_ms"]
+        for label, row in results[name]["variants"].items():
+            print(f"{name:<16} {label:<12} {row['model_ms']:>9.3f} {row['with_frontend_ms']:>13.3f}"
+                  f" {float_ms / row['model_ms']:>8.2f}x")  # fmt: skip
+        print(f"{name:<16} {'frontend':<12} {results[name]['frontend_ms']:>9.3f}")
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
