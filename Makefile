@@ -35,6 +35,6 @@ lock: $(INSTALLED)
 	$(BIN)/python -m pip freeze --all --exclude-editable | sed '1i # Complete, pinned dependency set (pip freeze of a working install on Python 3.11, x86_64).\n# Direct dependencies are declared in pyproject.toml; regenerate this file with `make lock`.' > requirements.lock
 
 # Record the data set and every entry of results/ with DVC (data.dvc, results/<entry>.dvc), ready for
-# `git add data.dvc results/*.dvc results/.gitignore`, `git commit` and `dvc push`.
+# `git add data.dvc results/*.dvc`, `git commit` and `dvc push` (.gitignore already keeps the outputs out of Git).
 track:
 	dvc add --quiet data $$(find results -mindepth 1 -maxdepth 1 ! -name README.md ! -name '*.dvc' ! -name .gitignore | sort)

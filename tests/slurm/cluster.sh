@@ -4,10 +4,16 @@
 #   cluster.sh start DIR   write DIR/slurm.conf, start the daemons, wait until the node is idle
 #   cluster.sh stop DIR    stop the daemons this script started in DIR
 # Clients use it with SLURM_CONF=DIR/slurm.conf. Needs Debian's slurm-wlm and munge (installed by .ci/run).
+# The SLURM executor's job step drops SLURM_CONF before its nested srun, which then reads the compiled-in
+# /etc/slurm/slurm.conf: the script installs its configuration there while the cluster runs, and refuses to
+# start where that file exists and is not its own.
 set -euo pipefail
 
 command=${1:?usage: cluster.sh start|stop DIR}
 dir=$(realpath -m "${2:?usage: cluster.sh start|stop DIR}")
+
+system_conf=/etc/slurm/slurm.conf
+marker="# written by dsflexinet tests/slurm/cluster.sh"
 
 stop() {
   for daemon in slurmd slurmctld munged; do
@@ -20,6 +26,7 @@ stop() {
       rm -f "$pidfile"
     fi
   done
+  if [[ -f $system_conf ]] && [[ $(head -n1 "$system_conf") == "$marker" ]]; then rm -f "$system_conf"; fi
 }
 
 start() {
@@ -60,6 +67,12 @@ MpiDefault=none
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
+  if [[ -e $system_conf ]] && [[ $(head -n1 "$system_conf") != "$marker" ]]; then
+    echo "$system_conf belongs to another SLURM installation; not starting a test cluster" >&2
+    return 1
+  fi
+  mkdir -p "$(dirname "$system_conf")"
+  { echo "$marker"; cat "$dir/slurm.conf"; } > "$system_conf"
   export SLURM_CONF="$dir/slurm.conf"
   munged --force --key-file="$dir/munge.key" --socket="$dir/munge.socket" --pid-file="$dir/munged.pid" \
     --log-file="$dir/log/munged.log" --seed-file="$dir/munge.seed"
