@@ -33,8 +33,7 @@ rule report_confusion:
             category="Figures",
         ),
     params:
-        title=lambda wildcards: f"sm4, Residual Normalization over {wildcards.name}"
-        f" ({REPORTS['fig3'][wildcards.name]})",
+        title=lambda wildcards: f"Residual Normalization over {wildcards.name} (run {REPORTS['fig3'][wildcards.name]})",
     log:
         "logs/report/fig3_{name}.log",
     resources:

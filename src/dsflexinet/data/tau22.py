@@ -129,17 +129,23 @@ def _row_error(path: Path, row: int, message: str) -> PipelineError:
     return PipelineError(f"{path}:{row + 2}: {message}")
 
 
+def _labelled_clip(path: Path, row: int, filename: str, scene: str) -> ClipName:
+    """The clip a table row names, checked against the scene label the row gives it."""
+    try:
+        clip = parse_clip_name(filename)
+    except ValueError as error:
+        raise _row_error(path, row, str(error)) from None
+    if scene != clip.scene:
+        raise _row_error(path, row, f"scene_label {scene!r} does not match file name {filename!r}")
+    return clip
+
+
 def read_meta(root: Path) -> pd.DataFrame:
     """Read meta.csv and check that every row's fields agree with its file name."""
     path = Path(root) / META_FILE
     meta = read_table(path, META_COLUMNS)
     for row, (filename, scene, identifier, source) in enumerate(meta.itertuples(index=False)):
-        try:
-            clip = parse_clip_name(filename)
-        except ValueError as error:
-            raise _row_error(path, row, str(error)) from None
-        if scene != clip.scene:
-            raise _row_error(path, row, f"scene_label {scene!r} does not match file name {filename!r}")
+        clip = _labelled_clip(path, row, filename, scene)
         if source != clip.device:
             raise _row_error(path, row, f"source_label {source!r} does not match file name {filename!r}")
         if identifier != clip.identifier:
@@ -165,12 +171,7 @@ def read_split(root: Path, split_file: str, check_audio: bool = True) -> pd.Data
         raise _row_error(path, row, f"{table['filename'].iloc[row]!r} is listed twice")
     records = []
     for row, (filename, scene) in enumerate(table.itertuples(index=False)):
-        try:
-            clip = parse_clip_name(filename)
-        except ValueError as error:
-            raise _row_error(path, row, str(error)) from None
-        if scene != clip.scene:
-            raise _row_error(path, row, f"scene_label {scene!r} does not match file name {filename!r}")
+        clip = _labelled_clip(path, row, filename, scene)
         if check_audio and not (root / filename).is_file():
             raise _row_error(path, row, f"audio file {root / filename} is missing")
         records.append((filename, scene, SCENE_INDEX[scene], clip.device, clip.city, clip.identifier))
