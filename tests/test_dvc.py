@@ -49,6 +49,14 @@ def env(tmp_path: Path) -> dict:
 def test_run_is_versioned_compared_and_restored(tmp_path: Path, env: dict) -> None:
     config = tiny_pipeline_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     repo = copy_project(tmp_path / "repo", config)
+    # dvc.yaml names the plotted student runs: list this configuration's, as a user who changes the runs does.
+    plots = yaml.safe_load((repo / "dvc.yaml").read_text())
+    for plot in plots["plots"]:
+        if isinstance(plot, dict):
+            (definition,) = plot.values()
+            (table,) = definition["y"]
+            definition["y"][table] = list(config["students"]["runs"])
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(plots, sort_keys=False))
     run("git", "init", "-q", "-b", "main", cwd=repo, env=env)
     run("dvc", "remote", "add", "-d", "storage", str(tmp_path / "remote"), cwd=repo, env=env)
     run("git", "add", "-A", cwd=repo, env=env)
@@ -59,6 +67,9 @@ def test_run_is_versioned_compared_and_restored(tmp_path: Path, env: dict) -> No
     commit("first run", cwd=repo, env=env)
     run("dvc", "push", "-q", cwd=repo, env=env)
     first = json.loads((repo / "results/metrics.json").read_text())
+    run("dvc", "plots", "show", "-q", "-o", str(tmp_path / "plots"), cwd=repo, env=env)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert '"field": "epoch", "type": "quantitative"' in page and '"field": "device", "type": "nominal"' in page
 
     # One student setting changes: that student and the reports reading it rerun, nothing else.
     config["students"]["runs"]["tiny-rn"] = {"model": {"name": "dsflexinet_sm2"}}

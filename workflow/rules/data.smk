@@ -73,6 +73,8 @@ rule synthesise_impulse_responses:
         seed=DATA["impulse_responses"]["synthetic"]["seed"],
     log:
         "logs/data/synthesise_impulse_responses.log",
+    benchmark:
+        "results/benchmarks/synthesise_impulse_responses.tsv"
     resources:
         mem_mb=1000,
         runtime=10,
@@ -91,6 +93,8 @@ rule fetch_micirp:
         downloads=f"{DATA_ROOT}/downloads/micirp",
     log:
         "logs/data/fetch_micirp.log",
+    benchmark:
+        "results/benchmarks/fetch_micirp.tsv"
     retries: 2
     resources:
         mem_mb=1000,
@@ -112,6 +116,8 @@ rule validate_dataset:
         root=lambda wildcards, input: Path(input.audio).parent,
     log:
         "logs/data/validate_dataset.log",
+    benchmark:
+        "results/benchmarks/validate_dataset.tsv"
     resources:
         mem_mb=2000,
         runtime=30,

@@ -14,6 +14,8 @@ rule report_table:
         runs=lambda wildcards: labelled_flags(report_runs(wildcards.table)),
     log:
         "logs/report/{table}.log",
+    benchmark:
+        "results/benchmarks/report_table_{table}.tsv"
     resources:
         **LIGHT_RESOURCES,
     conda:
@@ -36,6 +38,8 @@ rule report_confusion:
         title=lambda wildcards: f"Residual Normalization over {wildcards.name} (run {REPORTS['fig3'][wildcards.name]})",
     log:
         "logs/report/fig3_{name}.log",
+    benchmark:
+        "results/benchmarks/report_confusion_{name}.tsv"
     resources:
         **LIGHT_RESOURCES,
     conda:
@@ -62,6 +66,8 @@ rule report_metrics:
         runs=labelled_flags({run: f"results/students/{run}" for run in STUDENTS}),
     log:
         "logs/report/metrics.log",
+    benchmark:
+        "results/benchmarks/report_metrics.tsv"
     resources:
         **LIGHT_RESOURCES,
     conda:

@@ -55,6 +55,8 @@ rule student_complexity:
         norm=lambda wildcards: flag("norm", student_spec(config, wildcards.run)["model"]["options"].get("norm")),
     log:
         "logs/students/complexity_{run}.log",
+    benchmark:
+        "results/benchmarks/student_complexity_{run}.tsv"
     resources:
         **LIGHT_RESOURCES,
     conda:

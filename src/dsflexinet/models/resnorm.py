@@ -32,8 +32,11 @@ class ResNorm(nn.Module):
         self.lam = nn.Parameter(torch.tensor(float(lam)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(x, dim=self.axes, keepdim=True, correction=0)
-        return self.lam * x + (x - mean) * torch.rsqrt(var + self.eps)
+        # Centred two-pass statistics: on the CPU, torch.var_mean over two axes of a small activation took about
+        # 4x as long at batch 1 (a third of the int8 sm2's latency); this is as exact.
+        centred = x - x.mean(dim=self.axes, keepdim=True)
+        variance = centred.square().mean(dim=self.axes, keepdim=True)
+        return self.lam * x + centred * torch.rsqrt(variance + self.eps)
 
     def extra_repr(self) -> str:
         return f"over={self.over}, eps={self.eps}"
