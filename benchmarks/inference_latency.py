@@ -48,7 +48,9 @@ def measure(name: str, repeats: int) -> dict:
     wave = torch.randn(1, 32000) * 0.1
     mel = frontend(wave)
     rows = {}
-    for label, model in (("float", build_model(name).eval()), *((f"int8 {b}", int8_model(name, b)) for b in ("fbgemm", "x86"))):
+    variants = [("float", build_model(name).eval())]
+    variants += [(f"int8 {backend}", int8_model(name, backend)) for backend in ("fbgemm", "x86")]
+    for label, model in variants:
         if label != "float":
             torch.backends.quantized.engine = label.split()[1]
         rows[label] = {

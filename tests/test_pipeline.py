@@ -19,7 +19,6 @@ from dsflexinet.data.cache import build_cache
 from dsflexinet.data.dirs import synthesise_impulse_responses
 from dsflexinet.distill.fusion import fuse_teachers
 from dsflexinet.distill.logits import dump_teacher_logits, load_logits
-from dsflexinet.errors import PipelineError
 from dsflexinet.evaluate.metrics import evaluate_model
 from dsflexinet.evaluate.predict import predict_files
 from dsflexinet.quant.finetune import qat_job
@@ -84,7 +83,8 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
     rows, skipped = predict_files([tau_clips_dir_or_none, broken], int8, tmp_path / "predictions.csv")
     assert rows == 2 and skipped == [str(broken)]
     table = list(csv.DictReader((tmp_path / "predictions.csv").open()))
-    assert [Path(row["file"]).name for row in table] == ["airport-lisbon-1000-40000-0-a.wav", "metro_station-paris-10s.wav"]
+    names = [Path(row["file"]).name for row in table]
+    assert names == ["airport-lisbon-1000-40000-0-a.wav", "metro_station-paris-10s.wav"]
     for row in table:
         probabilities = [float(value) for key, value in row.items() if key not in ("file", "scene")]
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-4) and row["scene"] in row
@@ -106,23 +106,25 @@ class _KillAfterFirstEpoch(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
-def _killing(make_trainer):
+def _train_until_killed(spec: dict, inputs: dict, out_dir: Path, monkeypatch) -> None:
+    """Run the teacher job of `spec` until it dies in its second epoch, as a killed job would."""
+    make_trainer = run_module.make_trainer
+
     def make(out_dir, epochs, compute, callbacks=None):
         return make_trainer(out_dir, epochs, compute, [_KillAfterFirstEpoch(), *(callbacks or [])])
 
-    return make
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "make_trainer", make)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train_job(spec, inputs["train"], inputs["test"], out_dir, COMPUTE, impulse_responses=inputs["irs"])
 
 
 def test_interrupted_training_resumes(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
     spec = teacher_spec(config, "cpresnet-dir_fms-s1")
     spec["schedule"]["epochs"] = 3
-    make_trainer = run_module.make_trainer
-    monkeypatch.setattr(run_module, "make_trainer", _killing(make_trainer))
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
+    _train_until_killed(spec, inputs, tmp_path, monkeypatch)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "model.pt").exists()
 
-    monkeypatch.setattr(run_module, "make_trainer", make_trainer)
     caplog.set_level(logging.INFO, logger="dsflexinet")
     train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
     assert f"resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}" in caplog.messages
@@ -134,11 +136,7 @@ def test_interrupted_training_resumes(config, inputs, tmp_path: Path, monkeypatc
 def test_changed_spec_never_resumes_a_stale_checkpoint(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
     spec = teacher_spec(config, "cpresnet-dir_fms-s1")
     spec["schedule"]["epochs"] = 2
-    make_trainer = run_module.make_trainer
-    monkeypatch.setattr(run_module, "make_trainer", _killing(make_trainer))
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
-    monkeypatch.setattr(run_module, "make_trainer", make_trainer)
+    _train_until_killed(spec, inputs, tmp_path, monkeypatch)
     spec["schedule"]["lr"] *= 2  # the user changed a setting before rerunning
     caplog.set_level(logging.INFO, logger="dsflexinet")
     train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])

@@ -30,7 +30,11 @@ from dsflexinet.errors import PipelineError
 from dsflexinet.models.registry import build_model
 from dsflexinet.models.resnorm import NORMS, ResNorm
 from dsflexinet.quant.qat import (
-    convert_int8, freeze_batchnorm, freeze_observers, freeze_quantization, prepare_qat,
+    convert_int8,
+    freeze_batchnorm,
+    freeze_observers,
+    freeze_quantization,
+    prepare_qat,
 )  # fmt: skip
 
 torch.set_num_threads(2)

@@ -15,6 +15,7 @@ import yaml
 
 from dsflexinet.errors import PipelineError
 
+
 def _read_yaml(path: Path) -> dict:
     try:
         value = yaml.safe_load(Path(path).read_text())

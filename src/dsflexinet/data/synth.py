@@ -177,7 +177,8 @@ def _scene_parameters(spec: SyntheticSpec, scene: str) -> dict[str, np.ndarray]:
     params = {}
     for key, value in SCENE_PROTOTYPES[scene].items():
         mean = np.mean([np.array(p[key]) for p in SCENE_PROTOTYPES.values()], axis=0)
-        params[key] = np.array(value) if key == "peaks" else (1 - spec.difficulty) * np.array(value) + spec.difficulty * mean
+        shrunk = (1 - spec.difficulty) * np.array(value) + spec.difficulty * mean
+        params[key] = np.array(value) if key == "peaks" else shrunk
     params["peak_db"] = np.array(PEAK_DB * (1 - spec.difficulty))
     return params
 

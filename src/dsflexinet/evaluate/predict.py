@@ -57,7 +57,8 @@ def predict_files(
             continue
         logits = predict_logits(classifier, windows(resample(wave, rate, sample_rate), length))
         probabilities = torch.softmax(torch.from_numpy(logits), dim=1).mean(dim=0).numpy()
-        rows.append({"file": str(path), "scene": SCENES[int(np.argmax(probabilities))]} | dict(zip(SCENES, probabilities)))
+        scene = SCENES[int(np.argmax(probabilities))]
+        rows.append({"file": str(path), "scene": scene} | dict(zip(SCENES, probabilities, strict=True)))
     table = pd.DataFrame(rows, columns=["file", "scene", *SCENES])
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.5f")

@@ -12,9 +12,12 @@ about 40 % of the widths (12/24/40: 20 K parameters, 4.9 M MACs) so that it trai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
+
+from dsflexinet.models.initialise import kaiming_conv_bn
 
 
 @dataclass(frozen=True)
@@ -90,18 +93,10 @@ class CPResNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.Conv2d(width, n_classes, 1, bias=False), nn.BatchNorm2d(n_classes))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.apply(_initialise)
+        self.apply(partial(kaiming_conv_bn, mode="fan_in"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.head(self.stages(self.stem(x)))), 1)
-
-
-def _initialise(module: nn.Module) -> None:
-    if isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 def cp_resnet(size: str = "full", n_classes: int = 10) -> CPResNet:

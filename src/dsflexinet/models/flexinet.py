@@ -36,6 +36,7 @@ tests/test_models.py recounts these numbers, so the table cannot drift from the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -43,6 +44,7 @@ from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import DeQuantStub, QuantStub
 
 from dsflexinet.errors import PipelineError
+from dsflexinet.models.initialise import kaiming_conv_bn
 from dsflexinet.models.resnorm import build_norm
 from dsflexinet.quant.qat import FloatIsland, fuse_conv_bn
 
@@ -139,7 +141,7 @@ class DSFlexiNet(nn.Module):
         self.classifier = conv_bn(width, n_classes, 1, relu=False)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dequant = DeQuantStub()
-        self.apply(_initialise)
+        self.apply(partial(kaiming_conv_bn, mode="fan_out"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(self.quant(x)))
@@ -151,14 +153,6 @@ class DSFlexiNet(nn.Module):
             fuse_conv_bn(sequence)
         for block in self.blocks:
             block.fuse_model()
-
-
-def _initialise(module: nn.Module) -> None:
-    if isinstance(module, nn.Conv2d):
-        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 def dsflexinet(size: str, norm: str = "resnorm_channel", n_classes: int = 10) -> DSFlexiNet:

@@ -81,7 +81,8 @@ def qat_job(
         num_workers=compute.get("num_workers", 0),
     )  # fmt: skip
     job = {"float_spec": spec, "qat": qat, "seed": spec["seed"]}
-    if not fit(module, datamodule, job, out_dir, compute, qat["epochs"], [FreezeQuantization(qat["freeze_last_epochs"])]):
+    freeze = FreezeQuantization(qat["freeze_last_epochs"])
+    if not fit(module, datamodule, job, out_dir, compute, qat["epochs"], [freeze]):
         return out_dir / "model_int8.pt"
 
     int8 = convert_int8(module.model.cpu())

@@ -20,7 +20,12 @@ import torch
 from torch import nn
 from torch.ao.nn.intrinsic.qat import freeze_bn_stats as _freeze_bn
 from torch.ao.quantization import (
-    DeQuantStub, QuantStub, convert, disable_observer, fuse_modules_qat, get_default_qat_qconfig,
+    DeQuantStub,
+    QuantStub,
+    convert,
+    disable_observer,
+    fuse_modules_qat,
+    get_default_qat_qconfig,
 )  # fmt: skip
 from torch.ao.quantization import prepare_qat as _prepare_qat
 
