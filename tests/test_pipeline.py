@@ -23,6 +23,7 @@ from dsflexinet.evaluate.metrics import evaluate_model
 from dsflexinet.evaluate.predict import predict_files
 from dsflexinet.quant.finetune import qat_job
 from dsflexinet.train import run as run_module
+from dsflexinet.train.data import TrainingData
 from dsflexinet.train.run import train_job
 from tests.conftest import REPO, tiny_pipeline_config
 
@@ -47,8 +48,7 @@ def inputs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau_clips_dir_or_none) -> None:
     logit_files = {}
     for name in ("passt-dir_fms-s1", "cpresnet-dir_fms-s1"):
-        model = train_job(teacher_spec(config, name), inputs["train"], inputs["test"], tmp_path / name, COMPUTE,
-                          impulse_responses=inputs["irs"])  # fmt: skip
+        model = train_job(teacher_spec(config, name), _teacher_data(inputs), tmp_path / name, COMPUTE)
         logit_files[name] = tmp_path / name / "logits.npz"
         assert dump_teacher_logits(model, [inputs["train"], inputs["test"]], logit_files[name]) == 70 + 180
         history = list(csv.DictReader((tmp_path / name / "history.csv").open()))
@@ -64,10 +64,10 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
 
     spec = student_spec(config, "tiny-rn")
     assert spec["augment"]["device_ir"]["mode"] == "adir" and spec["distillation"]["teachers"] == "fused"
-    student = train_job(spec, inputs["train"], inputs["test"], tmp_path / "student", COMPUTE, inputs["irs"],
-                        inputs["energy"], tmp_path / "ensemble" / "fused.npz")  # fmt: skip
-    int8 = qat_job(student, qat_spec(config, "tiny-rn"), inputs["train"], inputs["test"], tmp_path / "qat", COMPUTE,
-                   inputs["irs"], inputs["energy"], tmp_path / "ensemble" / "fused.npz")  # fmt: skip
+    fused_logits = tmp_path / "ensemble" / "fused.npz"
+    data = TrainingData(inputs["train"], inputs["test"], inputs["irs"], inputs["energy"], fused_logits)
+    student = train_job(spec, data, tmp_path / "student", COMPUTE)
+    int8 = qat_job(student, qat_spec(config, "tiny-rn"), data, tmp_path / "qat", COMPUTE)
     assert json.loads((tmp_path / "qat" / "quantized.json").read_text())["file_bytes"] == int8.stat().st_size
 
     for model, out in ((student, "eval_float.json"), (int8, "eval_int8.json")):
@@ -106,6 +106,10 @@ class _KillAfterFirstEpoch(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
+def _teacher_data(inputs: dict) -> TrainingData:
+    return TrainingData(inputs["train"], inputs["test"], impulse_responses=inputs["irs"])
+
+
 def _train_until_killed(spec: dict, inputs: dict, out_dir: Path, monkeypatch) -> None:
     """Run the teacher job of `spec` until it dies in its second epoch, as a killed job would."""
     make_trainer = run_module.make_trainer
@@ -116,7 +120,7 @@ def _train_until_killed(spec: dict, inputs: dict, out_dir: Path, monkeypatch) ->
     with monkeypatch.context() as patch:
         patch.setattr(run_module, "make_trainer", make)
         with pytest.raises(RuntimeError, match="simulated crash"):
-            train_job(spec, inputs["train"], inputs["test"], out_dir, COMPUTE, impulse_responses=inputs["irs"])
+            train_job(spec, _teacher_data(inputs), out_dir, COMPUTE)
 
 
 def test_interrupted_training_resumes(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
@@ -126,7 +130,7 @@ def test_interrupted_training_resumes(config, inputs, tmp_path: Path, monkeypatc
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "model.pt").exists()
 
     caplog.set_level(logging.INFO, logger="dsflexinet")
-    train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
+    train_job(spec, _teacher_data(inputs), tmp_path, COMPUTE)
     assert f"resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}" in caplog.messages
     history = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [row["epoch"] for row in history] == ["1", "2", "3"]
@@ -139,6 +143,6 @@ def test_changed_spec_never_resumes_a_stale_checkpoint(config, inputs, tmp_path:
     _train_until_killed(spec, inputs, tmp_path, monkeypatch)
     spec["schedule"]["lr"] *= 2  # the user changed a setting before rerunning
     caplog.set_level(logging.INFO, logger="dsflexinet")
-    train_job(spec, inputs["train"], inputs["test"], tmp_path, COMPUTE, impulse_responses=inputs["irs"])
+    train_job(spec, _teacher_data(inputs), tmp_path, COMPUTE)
     assert not any(message.startswith("resuming") for message in caplog.messages)
     assert [row["epoch"] for row in csv.DictReader((tmp_path / "history.csv").open())] == ["1", "2"]

@@ -13,8 +13,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dsflexinet.errors import PipelineError
+
+if TYPE_CHECKING:
+    from dsflexinet.train.data import TrainingData
 
 log = logging.getLogger("dsflexinet")
 
@@ -212,24 +216,22 @@ def _add_training_inputs(command: argparse.ArgumentParser) -> None:
     command.add_argument("--out-dir", type=Path, required=True)
 
 
+def _training_data(args: argparse.Namespace) -> TrainingData:
+    from dsflexinet.train.data import TrainingData
+
+    return TrainingData(args.train_cache, args.test_cache, args.impulse_responses, args.energy, args.teacher_logits)
+
+
 def _train(args: argparse.Namespace) -> None:
     from dsflexinet.train.run import train_job
 
-    path = train_job(
-        args.spec, args.train_cache, args.test_cache, args.out_dir, args.compute, args.impulse_responses,
-        args.energy, args.teacher_logits,
-    )  # fmt: skip
-    log.info("saved %s", path)
+    log.info("saved %s", train_job(args.spec, _training_data(args), args.out_dir, args.compute))
 
 
 def _qat(args: argparse.Namespace) -> None:
     from dsflexinet.quant.finetune import qat_job
 
-    path = qat_job(
-        args.model, args.spec, args.train_cache, args.test_cache, args.out_dir, args.compute,
-        args.impulse_responses, args.energy, args.teacher_logits,
-    )  # fmt: skip
-    log.info("saved %s", path)
+    log.info("saved %s", qat_job(args.model, args.spec, _training_data(args), args.out_dir, args.compute))
 
 
 def _dump_logits(args: argparse.Namespace) -> None:

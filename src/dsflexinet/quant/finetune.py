@@ -8,6 +8,7 @@ TorchScript file holding frontend and int8 model together, so it runs without th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 import torch
@@ -16,6 +17,9 @@ from dsflexinet.atomic import atomic_path, write_json
 from dsflexinet.errors import PipelineError
 from dsflexinet.evaluate.inference import WaveformClassifier, rebuild
 from dsflexinet.quant.qat import convert_int8, freeze_quantization, prepare_qat
+
+if TYPE_CHECKING:
+    from dsflexinet.train.data import TrainingData
 
 EXPORT_CHECK_BATCHES = (1, 3)  # batch sizes the exported model must agree on with the eager one
 
@@ -45,19 +49,8 @@ def export_classifier(classifier: WaveformClassifier, path: Path, clip_samples: 
         torch.jit.save(traced, str(tmp))
 
 
-def qat_job(
-    model_path: str | Path,
-    qat: dict,
-    train_cache: str | Path,
-    test_cache: str | Path,
-    out_dir: str | Path,
-    compute: dict,
-    impulse_responses: str | Path | None = None,
-    energy: str | Path | None = None,
-    teacher_logits: str | Path | None = None,
-) -> Path:
+def qat_job(model_path: str | Path, qat: dict, data: TrainingData, out_dir: str | Path, compute: dict) -> Path:
     """Fine-tune a trained float student with fake quantization, convert it to int8 and export it."""
-    from dsflexinet.train.data import CacheDataModule
     from dsflexinet.train.module import SceneClassifier, build_inputs
     from dsflexinet.train.run import finish, fit, load_model_file
 
@@ -75,11 +68,9 @@ def qat_job(
         spec["schedule"], epochs=qat["epochs"], lr=qat["lr"], warmup_epochs=0, rampdown_start=0,
         rampdown_epochs=qat["epochs"],
     )  # fmt: skip
-    module = SceneClassifier(model, build_inputs(spec, impulse_responses, energy), schedule, spec.get("distillation"))
-    datamodule = CacheDataModule(
-        train_cache, test_cache, schedule["batch_size"], teacher_logits if spec.get("distillation") else None,
-        num_workers=compute.get("num_workers", 0),
-    )  # fmt: skip
+    inputs = build_inputs(spec, data.impulse_responses, data.energy)
+    module = SceneClassifier(model, inputs, schedule, spec.get("distillation"))
+    datamodule = data.datamodule(spec, schedule["batch_size"], compute)
     job = {"float_spec": spec, "qat": qat, "seed": spec["seed"]}
     freeze = FreezeQuantization(qat["freeze_last_epochs"])
     if not fit(module, datamodule, job, out_dir, compute, qat["epochs"], [freeze]):

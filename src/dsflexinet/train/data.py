@@ -7,6 +7,7 @@ memory map instead of one Python call per clip.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,20 @@ class CacheDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The files a training or QAT job reads: the waveform caches, the impulse responses and energy analysis
+    that DIR/ADIR need, and the ensemble logits that distillation needs."""
+
+    train_cache: Path
+    test_cache: Path
+    impulse_responses: Path | None = None
+    energy: Path | None = None
+    teacher_logits: Path | None = None
+
+    def datamodule(self, spec: dict, batch_size: int, compute: dict) -> CacheDataModule:
+        """Batches for `spec`: with teacher logits where it distils, without them where it does not."""
+        logits = self.teacher_logits if spec.get("distillation") else None
+        return CacheDataModule(self.train_cache, self.test_cache, batch_size, logits, compute.get("num_workers", 0))

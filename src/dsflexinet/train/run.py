@@ -20,6 +20,7 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytorch_lightning as pl
@@ -28,6 +29,9 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from dsflexinet.atomic import atomic_path, write_text
 from dsflexinet.errors import PipelineError
+
+if TYPE_CHECKING:
+    from dsflexinet.train.data import TrainingData
 
 ACCELERATORS = ("cpu", "gpu", "auto")
 HISTORY_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "label_weight")
@@ -149,28 +153,15 @@ def finish(out_dir: str | Path) -> None:
     shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)
 
 
-def train_job(
-    spec: dict,
-    train_cache: str | Path,
-    test_cache: str | Path,
-    out_dir: str | Path,
-    compute: dict,
-    impulse_responses: str | Path | None = None,
-    energy: str | Path | None = None,
-    teacher_logits: str | Path | None = None,
-) -> Path:
+def train_job(spec: dict, data: TrainingData, out_dir: str | Path, compute: dict) -> Path:
     """Train a teacher or a student as `spec` says; returns the path of the saved model."""
-    from dsflexinet.train.data import CacheDataModule
     from dsflexinet.train.module import build_classifier
 
-    if spec.get("distillation") and teacher_logits is None:
+    if spec.get("distillation") and data.teacher_logits is None:
         raise PipelineError("the spec asks for knowledge distillation but no teacher logits were given")
     schedule = spec["schedule"]
-    module = build_classifier(spec, impulse_responses, energy)
-    datamodule = CacheDataModule(
-        train_cache, test_cache, schedule["batch_size"], teacher_logits if spec.get("distillation") else None,
-        num_workers=compute.get("num_workers", 0),
-    )  # fmt: skip
+    module = build_classifier(spec, data.impulse_responses, data.energy)
+    datamodule = data.datamodule(spec, schedule["batch_size"], compute)
     model_path = Path(out_dir) / "model.pt"
     if fit(module, datamodule, spec, out_dir, compute, schedule["epochs"]):
         save_model(model_path, module.model, spec)
