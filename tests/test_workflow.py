@@ -69,6 +69,9 @@ def test_both_configs_are_valid() -> None:
     real = load_config([REPO / "config.yaml", REPO / "config" / "tau22.yaml"], SCHEMA)
     assert default["data"]["source"] == "synthetic" and real["data"]["source"] == "download"
     assert real["data"]["splits"] == default["data"]["splits"]  # merged, not replaced
+    longer = load_config([REPO / "config.yaml", REPO / "config" / "students-16-epochs.yaml"], SCHEMA)
+    assert longer["students"]["defaults"]["schedule"]["epochs"] == 16
+    assert longer["students"]["defaults"]["schedule"]["lr"] == default["students"]["defaults"]["schedule"]["lr"]
 
 
 @pytest.mark.parametrize(
