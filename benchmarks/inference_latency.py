@@ -5,7 +5,7 @@ The int8 models are what the QAT step exports: fused, fake-quantized, calibrated
 weights: latency does not depend on their values). Each model is timed on one thread, as an embedded target
 would run it, after warm-up; the median of `--repeats` calls counts.
 
-    PYTHONPATH=src python benchmarks/inference_latency.py [--models dsflexinet_sm2 ...] [--out latency.json]
+    .venv/bin/python benchmarks/inference_latency.py [--models dsflexinet_sm2 ...] [--out latency.json]
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Everything runs on one thread and time is the process's CPU time (`time.process_
 is the rate per core and other jobs on a shared machine do not count against either pipeline; the median
 batch counts. Wall-clock rates are printed beside it.
 
-    PYTHONPATH=src python benchmarks/input_pipeline.py [--cache results/cache/train.npy] [--out results.json]
+    .venv/bin/python benchmarks/input_pipeline.py [--cache results/cache/train.npy] [--out results.json]
 
 Without --cache the clips are Gaussian noise of RMS 0.1 (the cost does not depend on the content). The real
 MicIRP set is used when it is found beside the checkout (or at --dirs), else a synthetic set of 66 responses.
