@@ -2,8 +2,10 @@
 the log-mel frontend.
 
 The int8 models are what the QAT step exports: fused, fake-quantized, calibrated and converted (untrained
-weights: latency does not depend on their values). Each model is timed on one thread, as an embedded target
-would run it, after warm-up; the median of `--repeats` calls counts.
+weights: latency does not depend on their values). Each model is timed in the form that is deployed, traced
+to TorchScript as the QAT step exports it (and frozen, which helps the float model most), and also eagerly,
+as the training code runs it; the speed-up is against the float model in the same form. One thread, as an
+embedded target would run it, after warm-up; the median of `--repeats` calls counts.
 
     .venv/bin/python benchmarks/inference_latency.py [--models dsflexinet_sm2 ...] [--out latency.json]
 """
@@ -43,19 +45,30 @@ def int8_model(name: str, backend: str) -> torch.nn.Module:
     return convert_int8(model)
 
 
+def torchscript(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    with torch.no_grad():
+        return torch.jit.freeze(torch.jit.trace(model.eval(), example))
+
+
 def measure(name: str, repeats: int) -> dict:
     frontend = build_frontend(model_spec(name).frontend).eval()
     wave = torch.randn(1, 32000) * 0.1
     mel = frontend(wave)
     rows = {}
-    variants = [("float", build_model(name).eval())]
-    variants += [(f"int8 {backend}", int8_model(name, backend)) for backend in ("fbgemm", "x86")]
-    for label, model in variants:
-        if label != "float":
-            torch.backends.quantized.engine = label.split()[1]
-        rows[label] = {
+    models = [("float", None, build_model(name).eval())]
+    models += [("int8", backend, int8_model(name, backend)) for backend in ("fbgemm", "x86")]
+    for precision, backend, model in models:
+        if backend:
+            torch.backends.quantized.engine = backend
+        label = f"{precision} {backend}" if backend else precision
+        classifier = WaveformClassifier(frontend, model).eval()
+        rows[f"{label} eager"] = {
             "model_ms": median_ms(model, mel, repeats),
-            "with_frontend_ms": median_ms(WaveformClassifier(frontend, model).eval(), wave, repeats),
+            "with_frontend_ms": median_ms(classifier, wave, repeats),
+        }
+        rows[f"{label} script"] = {
+            "model_ms": median_ms(torchscript(model, mel), mel, repeats),
+            "with_frontend_ms": median_ms(torchscript(classifier, wave), wave, repeats),
         }
     frontend_ms = median_ms(frontend, wave, repeats)
     return {"frontend_ms": frontend_ms, "variants": rows}
@@ -71,14 +84,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {}
-    print(f"{'model':<16} {'variant':<12} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9}")
+    print(f"{'model':<16} {'variant':<19} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9} {'+frontend':>10}")
     for name in args.models:
         results[name] = measure(name, args.repeats)
-        float_ms = results[name]["variants"]["float"]["model_ms"]
-        for label, row in results[name]["variants"].items():
-            print(f"{name:<16} {label:<12} {row['model_ms']:>9.3f} {row['with_frontend_ms']:>13.3f}"
-                  f" {float_ms / row['model_ms']:>8.2f}x")  # fmt: skip
-        print(f"{name:<16} {'frontend':<12} {results[name]['frontend_ms']:>9.3f}")
+        variants = results[name]["variants"]
+        for label, row in variants.items():
+            baseline = variants[f"float {label.split()[-1]}"]  # float in the same form (eager or script)
+            print(f"{name:<16} {label:<19} {row['model_ms']:>9.3f} {row['with_frontend_ms']:>13.3f}"
+                  f" {baseline['model_ms'] / row['model_ms']:>8.2f}x"
+                  f" {baseline['with_frontend_ms'] / row['with_frontend_ms']:>9.2f}x")  # fmt: skip
+        print(f"{name:<16} {'frontend':<19} {results[name]['frontend_ms']:>9.3f}")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(results, handle, indent=2)
