@@ -42,7 +42,9 @@ def per_rule_seconds(workdir: Path) -> dict[str, dict[str, float]]:
     rules = _rule_names(workdir)
     rows: dict[str, list[dict]] = defaultdict(list)
     for path in sorted((workdir / "results" / "benchmarks").glob("*.tsv")):
-        rule = max((name for name in rules if path.stem == name or path.stem.startswith(f"{name}_")), key=len)
+        # the longest rule name that prefixes the file (a stale file of a removed rule counts under its own name)
+        matching = [name for name in rules if path.stem == name or path.stem.startswith(f"{name}_")]
+        rule = max(matching, key=len, default=path.stem)
         with path.open() as table:
             rows[rule].extend(csv.DictReader(table, delimiter="\t"))
     summary = {

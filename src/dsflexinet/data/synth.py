@@ -176,9 +176,11 @@ def _scene_parameters(spec: SyntheticSpec, scene: str) -> dict[str, np.ndarray]:
     """The scene prototype pulled towards the mean of all scenes by `difficulty`; resonances fade instead."""
     params = {}
     for key, value in SCENE_PROTOTYPES[scene].items():
+        if key == "peaks":
+            params[key] = np.array(value)
+            continue
         mean = np.mean([np.array(p[key]) for p in SCENE_PROTOTYPES.values()], axis=0)
-        shrunk = (1 - spec.difficulty) * np.array(value) + spec.difficulty * mean
-        params[key] = np.array(value) if key == "peaks" else shrunk
+        params[key] = (1 - spec.difficulty) * np.array(value) + spec.difficulty * mean
     params["peak_db"] = np.array(PEAK_DB * (1 - spec.difficulty))
     return params
 
