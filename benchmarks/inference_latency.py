@@ -5,7 +5,9 @@ The int8 models are what the QAT step exports: fused, fake-quantized, calibrated
 weights: latency does not depend on their values). Each model is timed in the form that is deployed, traced
 to TorchScript as the QAT step exports it (and frozen, which helps the float model most), and also eagerly,
 as the training code runs it; the speed-up is against the float model in the same form. One thread, as an
-embedded target would run it, after warm-up; the median of `--repeats` calls counts.
+embedded target would run it, after warm-up. The variants take turns, `--repeats` rounds of 10 calls each,
+and the median call counts: a burst of noise from a shared host then slows every variant alike instead of
+deciding one variant's figure.
 
     .venv/bin/python benchmarks/inference_latency.py [--models dsflexinet_sm2 ...] [--out latency.json]
 """
@@ -16,6 +18,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -24,17 +27,25 @@ from dsflexinet.evaluate.inference import WaveformClassifier
 from dsflexinet.models.registry import build_model, model_spec
 from dsflexinet.quant.qat import convert_int8, prepare_qat
 
+CALLS_PER_TURN = 10
 
-def median_ms(function, example: torch.Tensor, repeats: int) -> float:
+
+def interleaved_median_ms(candidates: dict[str, tuple[Callable, torch.Tensor, str]], rounds: int) -> dict:
+    """Median milliseconds per call of each `name: (function, example, quantized engine)`, taking turns."""
+    times: dict[str, list[float]] = {name: [] for name in candidates}
     with torch.inference_mode():
-        for _ in range(10):
-            function(example)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            function(example)
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for function, example, engine in candidates.values():
+            torch.backends.quantized.engine = engine
+            for _ in range(10):
+                function(example)
+        for _ in range(rounds):
+            for name, (function, example, engine) in candidates.items():
+                torch.backends.quantized.engine = engine
+                for _ in range(CALLS_PER_TURN):
+                    start = time.perf_counter()
+                    function(example)
+                    times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def int8_model(name: str, backend: str) -> torch.nn.Module:
@@ -50,35 +61,36 @@ def torchscript(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.Scri
         return torch.jit.freeze(torch.jit.trace(model.eval(), example))
 
 
-def measure(name: str, repeats: int) -> dict:
+def measure(name: str, rounds: int) -> dict:
     frontend = build_frontend(model_spec(name).frontend).eval()
     wave = torch.randn(1, 32000) * 0.1
     mel = frontend(wave)
-    rows = {}
-    models = [("float", None, build_model(name).eval())]
-    models += [("int8", backend, int8_model(name, backend)) for backend in ("fbgemm", "x86")]
-    for precision, backend, model in models:
-        if backend:
-            torch.backends.quantized.engine = backend
-        label = f"{precision} {backend}" if backend else precision
+    models = [("float", "x86", build_model(name).eval())]
+    models += [(f"int8 {backend}", backend, int8_model(name, backend)) for backend in ("fbgemm", "x86")]
+    candidates = {"frontend": (frontend, wave, "x86")}
+    for label, engine, model in models:
+        torch.backends.quantized.engine = engine
         classifier = WaveformClassifier(frontend, model).eval()
-        rows[f"{label} eager"] = {
-            "model_ms": median_ms(model, mel, repeats),
-            "with_frontend_ms": median_ms(classifier, wave, repeats),
-        }
-        rows[f"{label} script"] = {
-            "model_ms": median_ms(torchscript(model, mel), mel, repeats),
-            "with_frontend_ms": median_ms(torchscript(classifier, wave), wave, repeats),
-        }
-    frontend_ms = median_ms(frontend, wave, repeats)
-    return {"frontend_ms": frontend_ms, "variants": rows}
+        candidates[f"{label} eager model"] = (model, mel, engine)
+        candidates[f"{label} eager with_frontend"] = (classifier, wave, engine)
+        candidates[f"{label} script model"] = (torchscript(model, mel), mel, engine)
+        candidates[f"{label} script with_frontend"] = (torchscript(classifier, wave), wave, engine)
+    medians = interleaved_median_ms(candidates, rounds)
+    rows = {}
+    for label, _, _ in models:
+        for form in ("eager", "script"):
+            rows[f"{label} {form}"] = {
+                "model_ms": medians[f"{label} {form} model"],
+                "with_frontend_ms": medians[f"{label} {form} with_frontend"],
+            }
+    return {"frontend_ms": medians["frontend"], "variants": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["dsflexinet_sm1", "dsflexinet_sm2", "dsflexinet_sm3",
                                                         "dsflexinet_sm4"])  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=30, help="rounds; every variant runs 10 calls a round")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
     args = parser.parse_args()

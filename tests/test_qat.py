@@ -7,9 +7,9 @@ int8 and fake-quant outputs drift apart by quantization noise, not by a fixed er
   - exactness where nothing has drifted yet: the first conv's int8 output is within 2 quantization steps of
     the fake-quant output;
   - on untrained models and random inputs, max |logit difference| <= 0.3 and mean <= 0.08 (measured: at most
-    0.22 and 0.063, logits of unit scale);
+    0.25 and 0.062, logits of unit scale);
   - on models trained for 40 steps on a toy task, where the logits mean something: the int8 model takes the
-    fake-quant model's decision on >= 80 % of held-out inputs (measured 84-98 %) and its accuracy is within
+    fake-quant model's decision on >= 80 % of held-out inputs (measured 85-100 %) and its accuracy is within
     5 points.
 The observers are calibrated on the evaluation batch itself with BatchNorm frozen: PyTorch's fake
 quantization clips activations at the 7-bit range the observers saw (reduce_range), the int8 kernels do not,
@@ -24,7 +24,8 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.ao.quantization import FakeQuantizeBase
+from torch.ao.nn.quantized import BatchNorm2d as QBatchNorm2d
+from torch.ao.quantization import DeQuantStub, FakeQuantizeBase, QuantStub
 
 from dsflexinet.errors import PipelineError
 from dsflexinet.models.registry import build_model
@@ -36,6 +37,7 @@ from dsflexinet.quant.qat import (
     freeze_quantization,
     prepare_qat,
 )  # fmt: skip
+from dsflexinet.quant.resnorm import QuantizedResNorm
 
 torch.set_num_threads(2)
 
@@ -94,9 +96,48 @@ def test_int8_conversion(size: str, norm: str) -> None:
     weights = [v for v in int8.state_dict().values() if isinstance(v, torch.Tensor) and v.dtype == torch.qint8]
     assert len(weights) == convs  # every conv (stem, blocks, shortcuts, head) holds int8 weights
     assert not any(isinstance(m, nn.Conv2d) for m in int8.modules())  # no float conv left
-    norms = [m for m in int8.modules() if isinstance(m, (ResNorm, nn.BatchNorm2d))]
-    assert len(norms) == (0 if norm == "none" else len(int8.blocks))  # the block norms stay float
-    assert all(p.dtype == torch.float32 for m in norms for p in m.parameters())
+    assert not any(isinstance(m, (ResNorm, nn.BatchNorm2d)) for m in int8.modules())  # no float norm left
+    int8_norm = {"resnorm_channel": QuantizedResNorm, "resnorm_freq": QuantizedResNorm, "batchnorm": QBatchNorm2d}
+    norms = [block.norm for block in int8.blocks if not isinstance(block.norm, nn.Identity)]
+    assert len(norms) == (0 if norm == "none" else len(int8.blocks))
+    assert all(type(m) is int8_norm[norm] for m in norms)
+
+
+class _NormOnly(nn.Module):
+    """A QAT-ready wrapper around one ResNorm, as a block of DS-FlexiNet holds it."""
+
+    def __init__(self, over: str):
+        super().__init__()
+        self.quant, self.norm, self.dequant = QuantStub(), ResNorm(over, lam=0.3), DeQuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dequant(self.norm(self.quant(x)))
+
+    def fuse_model(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("over", ["channel", "freq"])
+def test_int8_resnorm_computes_its_qat_form(over: str, layout: torch.memory_format) -> None:
+    """The int8 ResNorm rounds where its QAT form fake-quantizes, and hands on the quantized convs' layout."""
+    generator = torch.Generator().manual_seed(3)
+    scales = torch.rand(1, 16, 32, 1, generator=generator) * 3  # channels and bins of different loudness
+    x = (torch.randn(4, 16, 32, 8, generator=generator) * scales).relu().contiguous(memory_format=layout)
+    fake = prepare_qat(_NormOnly(over), "x86")
+    with torch.no_grad():
+        fake(x)
+    freeze_observers(fake)
+    int8 = convert_int8(copy.deepcopy(fake))
+    assert type(int8.norm) is QuantizedResNorm
+    outputs = {}
+    int8.norm.register_forward_hook(lambda m, i, o: outputs.__setitem__("int8", o))
+    with torch.no_grad():
+        fake_out, int8_out, exact = fake(x), int8(x), ResNorm(over, lam=0.3)(x)
+    step = int8.norm.scale
+    assert (fake_out - int8_out).abs().max().item() <= 2 * step + 1e-6
+    assert (exact - int8_out).abs().max().item() <= 2 * step + int8.norm.normed_scale
+    assert outputs["int8"].is_contiguous(memory_format=torch.channels_last)
 
 
 def _toy(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -46,7 +46,7 @@ from torch.ao.quantization import DeQuantStub, QuantStub
 from dsflexinet.errors import PipelineError
 from dsflexinet.models.initialise import kaiming_conv_bn
 from dsflexinet.models.resnorm import build_norm
-from dsflexinet.quant.qat import FloatIsland, fuse_conv_bn
+from dsflexinet.quant.qat import fuse_conv_bn
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,12 @@ class FlexiBlock(nn.Module):
         self.shortcut = nn.Sequential(*shortcut)  # empty: identity
         self.add = FloatFunctional()
         block_norm = build_norm(norm, c_in)
-        self.norm = FloatIsland(block_norm) if block_norm is not None else nn.Identity()
-        self.act = nn.ReLU()
+        self.norm = block_norm if block_norm is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
         y = self.project(self.depthwise(self.expand(x)))
-        return self.act(self.add.add(y, self.shortcut(x)))
+        return self.add.add_relu(y, self.shortcut(x))  # one int8 kernel; its observer sees only the ReLU's range
 
     def fuse_model(self) -> None:
         for sequence in (self.expand, self.depthwise, self.project):

@@ -2,8 +2,8 @@
 
 A model is QAT-ready when it has QuantStub/DeQuantStub at its borders, adds residuals through
 `FloatFunctional` and offers `fuse_model()`, which fuses its conv+BN(+ReLU) runs. Normalisations with no
-conv to fold into (ResNorm in either direction, a standalone BatchNorm) sit in a `FloatIsland`: dequantized
-in, computed in float, quantized out, with their own output scale learnt in QAT.
+conv to fold into run in int8 too: a standalone BatchNorm through PyTorch's own mapping, ResNorm through the
+QAT and int8 forms of quant/resnorm.py, which the mappings below add to PyTorch's.
 
 PyTorch 2.14 marks eager quantization deprecated; it still runs, and the notices are silenced here. Run int8
 models with deterministic-algorithms mode off (`Trainer(deterministic=True)` leaves it on; reported to break
@@ -20,18 +20,23 @@ import torch
 from torch import nn
 from torch.ao.nn.intrinsic.qat import freeze_bn_stats as _freeze_bn
 from torch.ao.quantization import (
-    DeQuantStub,
-    QuantStub,
     convert,
     disable_observer,
     fuse_modules_qat,
+    get_default_qat_module_mappings,
     get_default_qat_qconfig,
+    get_default_static_quant_module_mappings,
 )  # fmt: skip
 from torch.ao.quantization import prepare_qat as _prepare_qat
 
 from dsflexinet.errors import PipelineError
+from dsflexinet.models.resnorm import ResNorm
+from dsflexinet.quant.resnorm import QATResNorm, QuantizedResNorm
 
 BACKENDS = ("fbgemm", "x86")
+# float -> QAT and QAT -> int8 module swaps: PyTorch's, and ResNorm's.
+QAT_MAPPINGS = {**get_default_qat_module_mappings(), ResNorm: QATResNorm}
+INT8_MAPPINGS = {**get_default_static_quant_module_mappings(), QATResNorm: QuantizedResNorm}
 
 
 @contextlib.contextmanager
@@ -42,21 +47,6 @@ def _eager_quantization() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated", category=UserWarning)
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
         yield
-
-
-class FloatIsland(nn.Module):
-    """Runs `inner` in float inside a quantized model."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.dequant = DeQuantStub()
-        self.inner = inner
-        # No qconfig: prepare_qat leaves `inner` unobserved and convert does not swap it for a quantized module.
-        self.inner.qconfig = None
-        self.quant = QuantStub()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.quant(self.inner(self.dequant(x)))
 
 
 def fuse_conv_bn(sequence: nn.Sequential) -> None:
@@ -75,7 +65,7 @@ def prepare_qat(model: nn.Module, backend: str = "fbgemm") -> nn.Module:
     model.fuse_model()
     with _eager_quantization():
         model.qconfig = get_default_qat_qconfig(backend)
-        return _prepare_qat(model, inplace=True)
+        return _prepare_qat(model, mapping=QAT_MAPPINGS, inplace=True)
 
 
 def freeze_observers(model: nn.Module) -> None:
@@ -98,4 +88,4 @@ def convert_int8(model: nn.Module) -> nn.Module:
     """The fake-quantized `model` as a real int8 model (in place; eval mode)."""
     model.eval()
     with _eager_quantization():
-        return convert(model, inplace=True)
+        return convert(model, mapping=INT8_MAPPINGS, inplace=True)
