@@ -1,11 +1,14 @@
 """End to end through the library on the tiny synthetic set: two teachers, logits, fusion, a KD student,
-QAT to int8, evaluation and prediction; and an interrupted training run that resumes."""
+QAT to int8, evaluation and prediction; an interrupted training run that resumes; DDP over two processes."""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,7 @@ from dsflexinet.evaluate.predict import predict_files
 from dsflexinet.quant.finetune import qat_job
 from dsflexinet.train import run as run_module
 from dsflexinet.train.data import TrainingData
-from dsflexinet.train.run import train_job
+from dsflexinet.train.run import load_model_file, train_job
 from tests.conftest import REPO, tiny_pipeline_config
 
 COMPUTE = {"accelerator": "cpu", "devices": 1}
@@ -146,3 +149,31 @@ def test_changed_spec_never_resumes_a_stale_checkpoint(config, inputs, tmp_path:
     train_job(spec, _teacher_data(inputs), tmp_path, COMPUTE)
     assert not any(message.startswith("resuming") for message in caplog.messages)
     assert [row["epoch"] for row in csv.DictReader((tmp_path / "history.csv").open())] == ["1", "2"]
+
+
+# The variables a one-task SLURM job step sets: Lightning's SLURM detection would take them for an srun launch.
+ONE_TASK_SLURM_JOB = {
+    "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0", "SLURM_JOB_NAME": "snakejob.train_teacher",
+}  # fmt: skip
+
+
+def test_ddp_over_two_processes_inside_a_one_task_slurm_job(config, inputs, tmp_path: Path) -> None:
+    """`compute: {devices: 2, strategy: ddp}` as the train rule runs it: one command becomes two DDP processes
+    (gloo on CPU; NCCL on GPUs is the same code), in a SLURM job too, and rank 0 alone writes the outputs."""
+    spec = teacher_spec(config, "cpresnet-dir_fms-s1")
+    compute = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
+    command = [
+        sys.executable, "-m", "dsflexinet", "--threads", "1", "train", "--spec", json.dumps(spec),
+        "--compute", json.dumps(compute), "--train-cache", str(inputs["train"]), "--test-cache", str(inputs["test"]),
+        "--impulse-responses", str(inputs["irs"]), "--out-dir", str(tmp_path),
+    ]  # fmt: skip
+    job = subprocess.run(command, env={**os.environ, **ONE_TASK_SLURM_JOB}, capture_output=True, text=True, timeout=600)
+    output = job.stdout + job.stderr
+    assert job.returncode == 0, output[-3000:]
+    assert "Starting with 2 processes" in output and "distributed_backend=gloo" in output
+    assert output.count(f"saved {tmp_path / 'model.pt'}") == 1  # rank 1 trained too, and wrote nothing
+    assert load_model_file(tmp_path / "model.pt")["spec"] == spec
+    history = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [row["epoch"] for row in history] == ["1"] and 0 <= float(history[0]["train_acc"]) <= 1
+    assert not (tmp_path / "checkpoints").exists()

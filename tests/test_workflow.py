@@ -81,6 +81,8 @@ def test_both_configs_are_valid() -> None:
         (lambda c: c["data"].update(source="zenodo"), r"data\.source: 'zenodo' is not one of"),
         (lambda c: c["data"].update(sample_rate="32k"), r"data\.sample_rate: '32k' is not of type 'integer'"),
         (lambda c: c["data"].pop("splits"), r"data: 'splits' is a required property"),
+        (lambda c: c["compute"].update(accelerator="gpu", devices=2),
+         r"compute\.devices is 2 but resources\.train\.gpu asks for 0 GPU\(s\) per training job"),
     ],
 )
 def test_schema_errors_are_one_line(change, message: str) -> None:

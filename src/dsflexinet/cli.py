@@ -222,16 +222,21 @@ def _training_data(args: argparse.Namespace) -> TrainingData:
     return TrainingData(args.train_cache, args.test_cache, args.impulse_responses, args.energy, args.teacher_logits)
 
 
+def _log_saved(path: Path | None) -> None:
+    if path is not None:  # None: a DDP rank other than 0, which writes nothing
+        log.info("saved %s", path)
+
+
 def _train(args: argparse.Namespace) -> None:
     from dsflexinet.train.run import train_job
 
-    log.info("saved %s", train_job(args.spec, _training_data(args), args.out_dir, args.compute))
+    _log_saved(train_job(args.spec, _training_data(args), args.out_dir, args.compute))
 
 
 def _qat(args: argparse.Namespace) -> None:
     from dsflexinet.quant.finetune import qat_job
 
-    log.info("saved %s", qat_job(args.model, args.spec, _training_data(args), args.out_dir, args.compute))
+    _log_saved(qat_job(args.model, args.spec, _training_data(args), args.out_dir, args.compute))
 
 
 def _dump_logits(args: argparse.Namespace) -> None:

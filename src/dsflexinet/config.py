@@ -57,6 +57,7 @@ def validate_config(config: dict, schema: str | Path) -> None:
     validator = jsonschema.Draft202012Validator(_read_yaml(Path(schema)))
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
+        _check_gpu_request(config)
         return
     where = _location(error.absolute_path)
     if error.validator == "additionalProperties":
@@ -65,6 +66,17 @@ def validate_config(config: dict, schema: str | Path) -> None:
         key = f"{where}.{unknown[0]}" if error.absolute_path else unknown[0]
         raise PipelineError(f"config: unknown key '{key}' (allowed here: {', '.join(allowed)})")
     raise PipelineError(f"config: {where}: {error.message}")
+
+
+def _check_gpu_request(config: dict) -> None:
+    """A GPU training job must ask its scheduler for as many GPUs as Lightning will use (no schema can say so)."""
+    compute, asked = config["compute"], config["resources"]["train"].get("gpu", 0)
+    devices = compute["devices"]
+    if compute["accelerator"] == "gpu" and isinstance(devices, int) and devices > asked:
+        raise PipelineError(
+            f"config: compute.devices is {devices} but resources.train.gpu asks for {asked} GPU(s) per training job;"
+            f" set resources.train.gpu to {devices}"
+        )
 
 
 # --- job specs: what one training job needs, resolved from the validated config --------------------------------

@@ -49,8 +49,9 @@ def export_classifier(classifier: WaveformClassifier, path: Path, clip_samples: 
         torch.jit.save(traced, str(tmp))
 
 
-def qat_job(model_path: str | Path, qat: dict, data: TrainingData, out_dir: str | Path, compute: dict) -> Path:
-    """Fine-tune a trained float student with fake quantization, convert it to int8 and export it."""
+def qat_job(model_path: str | Path, qat: dict, data: TrainingData, out_dir: str | Path, compute: dict) -> Path | None:
+    """Fine-tune a trained float student with fake quantization, convert it to int8 and export it; returns the
+    exported file (None on DDP ranks other than 0, which export nothing)."""
     from dsflexinet.train.module import SceneClassifier, build_inputs
     from dsflexinet.train.run import finish, fit, load_model_file
 
@@ -74,7 +75,7 @@ def qat_job(model_path: str | Path, qat: dict, data: TrainingData, out_dir: str 
     job = {"float_spec": spec, "qat": qat, "seed": spec["seed"]}
     freeze = FreezeQuantization(qat["freeze_last_epochs"])
     if not fit(module, datamodule, job, out_dir, compute, qat["epochs"], [freeze]):
-        return out_dir / "model_int8.pt"
+        return None
 
     int8 = convert_int8(module.model.cpu())
     path = out_dir / "model_int8.pt"

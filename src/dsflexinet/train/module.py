@@ -83,13 +83,15 @@ class SceneClassifier(pl.LightningModule):
         if teacher is not None and self.distillation:
             weight = self.label_weight()
             loss = distillation_loss(logits, batch["label"], teacher, weight, self.distillation["temperature"])
-            self.log("label_weight", weight, on_step=False, on_epoch=True, batch_size=len(logits))
+            self.log("label_weight", weight, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(logits))
         else:
             loss = nn.functional.cross_entropy(logits, batch["label"])
         accuracy = (logits.argmax(dim=1) == batch["label"]).float().mean()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
-        self.log("train_acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
-        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, batch_size=1)
+        # Epoch means over every DDP rank's batches (one all-reduce per epoch; nothing to do on one device).
+        epoch_mean = {"on_step": False, "on_epoch": True, "sync_dist": True}
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(logits), **epoch_mean)
+        self.log("train_acc", accuracy, prog_bar=True, batch_size=len(logits), **epoch_mean)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=1, **epoch_mean)
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:

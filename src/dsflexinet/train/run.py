@@ -26,6 +26,8 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.plugins.environments import LightningEnvironment
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from dsflexinet.atomic import atomic_path, write_text
 from dsflexinet.errors import PipelineError
@@ -76,6 +78,9 @@ def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Call
         devices=compute.get("devices", 1),
         strategy=compute.get("strategy", "auto"),
         precision=compute.get("precision", "32-true"),
+        # A training job is one process on one node, which Lightning turns into `devices` DDP processes itself,
+        # also as the single task of a SLURM job (Lightning would otherwise wait for srun to start the ranks).
+        plugins=[LightningEnvironment()],
         logger=False,
         callbacks=[EpochHistory(out_dir / "checkpoints" / "history.csv"), checkpoint, *(callbacks or [])],
         enable_progress_bar=sys.stderr.isatty(),
@@ -86,12 +91,16 @@ def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Call
 
 
 def _resume_checkpoint(out_dir: Path, spec: dict) -> Path | None:
-    """The checkpoint to resume from, if an earlier run of the same spec left one."""
+    """The checkpoint to resume from, if an earlier run of the same spec left one; otherwise rank 0 clears the
+    directory for this spec. Under DDP the other ranks rerun this program and only read: they take the same
+    decision before they join rank 0, which waits for them."""
     directory = out_dir / "checkpoints"
     last, spec_file = directory / "last.ckpt", directory / "spec.json"
     text = json.dumps(spec, sort_keys=True)
     if last.is_file() and spec_file.is_file() and spec_file.read_text() == text:
         return last
+    if rank_zero_only.rank != 0:
+        return None
     shutil.rmtree(directory, ignore_errors=True)
     write_text(spec_file, text)
     return None
@@ -138,8 +147,10 @@ def fit(
         logging.getLogger("dsflexinet").info("resuming from %s", resume)
     trainer = make_trainer(out_dir, epochs, compute, callbacks)
     with warnings.catch_warnings():
-        # Small default-run data sets trigger Lightning's "few batches / few workers" hints on every job.
+        # Small default-run data sets trigger Lightning's "few batches / few workers" hints on every job, and
+        # checkpoints/ always holds spec.json before the first checkpoint.
         warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches).*")
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     if trainer.global_rank != 0:
         return False
@@ -153,8 +164,9 @@ def finish(out_dir: str | Path) -> None:
     shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)
 
 
-def train_job(spec: dict, data: TrainingData, out_dir: str | Path, compute: dict) -> Path:
-    """Train a teacher or a student as `spec` says; returns the path of the saved model."""
+def train_job(spec: dict, data: TrainingData, out_dir: str | Path, compute: dict) -> Path | None:
+    """Train a teacher or a student as `spec` says; returns the path of the saved model (None on DDP ranks
+    other than 0, which save nothing)."""
     from dsflexinet.train.module import build_classifier
 
     if spec.get("distillation") and data.teacher_logits is None:
@@ -162,8 +174,9 @@ def train_job(spec: dict, data: TrainingData, out_dir: str | Path, compute: dict
     schedule = spec["schedule"]
     module = build_classifier(spec, data.impulse_responses, data.energy)
     datamodule = data.datamodule(spec, schedule["batch_size"], compute)
+    if not fit(module, datamodule, spec, out_dir, compute, schedule["epochs"]):
+        return None
     model_path = Path(out_dir) / "model.pt"
-    if fit(module, datamodule, spec, out_dir, compute, schedule["epochs"]):
-        save_model(model_path, module.model, spec)
-        finish(out_dir)
+    save_model(model_path, module.model, spec)
+    finish(out_dir)
     return model_path
