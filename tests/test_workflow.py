@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dsflexinet.config import load_config, validate_config
+from dsflexinet.config import load_config, student_spec, teacher_spec, validate_config
 from dsflexinet.errors import PipelineError
 from tests.conftest import REPO
 
@@ -72,6 +72,16 @@ def test_both_configs_are_valid() -> None:
     longer = load_config([REPO / "config.yaml", REPO / "config" / "students-16-epochs.yaml"], SCHEMA)
     assert longer["students"]["defaults"]["schedule"]["epochs"] == 16
     assert longer["students"]["defaults"]["schedule"]["lr"] == default["students"]["defaults"]["schedule"]["lr"]
+
+
+def test_job_specs_are_copies_of_the_config() -> None:
+    config = load_config([REPO / "config.yaml"], SCHEMA)
+    for spec in (teacher_spec(config, "cpresnet-fms-s1"), student_spec(config, "sm2")):
+        spec["schedule"]["epochs"] = 999
+        spec["augment"]["freq_mixstyle"]["p"] = 0.99
+    assert config["teachers"]["architectures"]["cpresnet"]["schedule"]["epochs"] == 20
+    assert config["teachers"]["architectures"]["cpresnet"]["freq_mixstyle"]["p"] == 0.4
+    assert config["students"]["defaults"]["schedule"]["epochs"] == 8
 
 
 @pytest.mark.parametrize(

@@ -110,9 +110,10 @@ def _device_ir(setting: dict) -> dict | None:
 
 
 def teacher_spec(config: dict, name: str) -> dict:
-    """The training spec of one teacher: its architecture's settings, DIR only in the `dir_fms` recipe."""
+    """The training spec of one teacher: its architecture's settings, DIR only in the `dir_fms` recipe. A copy:
+    changing the spec leaves the config as it was."""
     architecture, recipe, seed = parse_teacher_name(config, name)
-    settings = config["teachers"]["architectures"][architecture]
+    settings = copy.deepcopy(config["teachers"]["architectures"][architecture])
     device_ir = {"mode": "dir", **settings["dir"]} if recipe == "dir_fms" else None
     return {
         "model": settings["model"],
