@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 import yaml
 
 from dsflexinet.audio.energy import analyse_energy
@@ -149,6 +150,16 @@ def test_changed_spec_never_resumes_a_stale_checkpoint(config, inputs, tmp_path:
     train_job(spec, _teacher_data(inputs), tmp_path, COMPUTE)
     assert not any(message.startswith("resuming") for message in caplog.messages)
     assert [row["epoch"] for row in csv.DictReader((tmp_path / "history.csv").open())] == ["1", "2"]
+
+
+def test_same_spec_trains_the_same_model(config, inputs, tmp_path: Path) -> None:
+    """A rerun reproduces a job bit for bit, initial weights included (torch seeds itself from the OS at start)."""
+    spec = teacher_spec(config, "cpresnet-dir_fms-s1")
+    first, second = (train_job(spec, _teacher_data(inputs), tmp_path / name, COMPUTE) for name in ("a", "b"))
+    weights = [load_model_file(path)["state_dict"] for path in (first, second)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    assert (tmp_path / "a" / "history.csv").read_text() == (tmp_path / "b" / "history.csv").read_text()
 
 
 # The variables a one-task SLURM job step sets: Lightning's SLURM detection would take them for an srun launch.

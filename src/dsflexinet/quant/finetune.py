@@ -53,7 +53,7 @@ def qat_job(model_path: str | Path, qat: dict, data: TrainingData, out_dir: str 
     """Fine-tune a trained float student with fake quantization, convert it to int8 and export it; returns the
     exported file (None on DDP ranks other than 0, which export nothing)."""
     from dsflexinet.train.module import SceneClassifier, build_inputs
-    from dsflexinet.train.run import finish, fit, load_model_file
+    from dsflexinet.train.run import finish, fit, load_model_file, seed_job
 
     out_dir = Path(out_dir)
     if qat["freeze_last_epochs"] >= qat["epochs"]:
@@ -63,6 +63,7 @@ def qat_job(model_path: str | Path, qat: dict, data: TrainingData, out_dir: str 
         )
     payload = load_model_file(model_path)
     spec = payload["spec"]
+    seed_job(spec["seed"])
     float_classifier = rebuild(spec, payload["state_dict"])
     model = prepare_qat(float_classifier.model.train(), qat["backend"])
     schedule = dict(

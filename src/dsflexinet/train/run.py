@@ -125,6 +125,12 @@ def load_model_file(path: str | Path) -> dict:
     return payload
 
 
+def seed_job(seed: int) -> None:
+    """Seed Python, NumPy and torch before a job draws anything, its model's initial weights included: torch
+    2.14 seeds its default generator from the OS at start-up, so a draw before this differs from run to run."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+
+
 def fit(
     module: pl.LightningModule,
     datamodule: pl.LightningDataModule,
@@ -134,14 +140,13 @@ def fit(
     epochs: int,
     callbacks: list[Callback] | None = None,
 ) -> bool:
-    """Train (resuming an interrupted run of the same spec) and write history.csv; the caller saves its
-    outputs and then calls `finish`.
+    """Train (resuming an interrupted run of the same spec) and write history.csv; the caller has seeded the
+    job (`seed_job`) before building `module`, and saves its outputs and then calls `finish`.
 
     Returns whether this process is the one (rank 0 under DDP) that writes results.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pl.seed_everything(spec["seed"], workers=True, verbose=False)
     resume = _resume_checkpoint(out_dir, spec)
     if resume is not None:
         logging.getLogger("dsflexinet").info("resuming from %s", resume)
@@ -172,6 +177,7 @@ def train_job(spec: dict, data: TrainingData, out_dir: str | Path, compute: dict
     if spec.get("distillation") and data.teacher_logits is None:
         raise PipelineError("the spec asks for knowledge distillation but no teacher logits were given")
     schedule = spec["schedule"]
+    seed_job(spec["seed"])
     module = build_classifier(spec, data.impulse_responses, data.energy)
     datamodule = data.datamodule(spec, schedule["batch_size"], compute)
     if not fit(module, datamodule, spec, out_dir, compute, schedule["epochs"]):
