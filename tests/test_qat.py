@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import math
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,10 +29,14 @@ from torch import nn
 from torch.ao.nn.quantized import BatchNorm2d as QBatchNorm2d
 from torch.ao.quantization import DeQuantStub, FakeQuantizeBase, QuantStub
 
+from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.errors import PipelineError
+from dsflexinet.evaluate.inference import WaveformClassifier, load_classifier
 from dsflexinet.models.registry import build_model
 from dsflexinet.models.resnorm import NORMS, ResNorm
+from dsflexinet.quant.finetune import export_classifier
 from dsflexinet.quant.qat import (
+    ENGINE_RECORD,
     convert_int8,
     freeze_batchnorm,
     freeze_observers,
@@ -215,3 +221,29 @@ def test_prepare_qat_refuses_unknown_backends_and_unready_models() -> None:
         prepare_qat(build_model("dsflexinet_sm1"), "tflite")
     with pytest.raises(PipelineError, match="CPResNet is not QAT-ready"):
         prepare_qat(build_model("cp_resnet_tiny"))
+
+
+def test_exported_int8_classifier_runs_on_the_engine_it_was_converted_for(tmp_path: Path) -> None:
+    """x86 and fbgemm round differently; an evaluation must use the engine the model was fine-tuned for."""
+    waves = torch.randn(3, 32000) * 0.1
+    try:
+        for engine in ("x86", "fbgemm"):
+            model = build_model("dsflexinet_sm1")
+            _settle_batchnorm(model, [torch.randn(4, 1, 256, 64)])
+            model, int8 = _fake_quant_and_int8(model, torch.randn(4, 1, 256, 64))
+            path = tmp_path / f"{engine}.pt"
+            export_classifier(WaveformClassifier(build_frontend("student"), int8), path, 32000, engine)
+            torch.backends.quantized.engine = "qnnpack"  # a process that has not chosen yet
+            with torch.inference_mode():
+                logits = load_classifier(path)(waves)
+            assert torch.backends.quantized.engine == engine
+            assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+
+        with zipfile.ZipFile(tmp_path / "x86.pt") as source, zipfile.ZipFile(tmp_path / "odd.pt", "w") as odd:
+            for item in source.infolist():
+                data = source.read(item)
+                odd.writestr(item, b"tflite" if item.filename.endswith(f"/extra/{ENGINE_RECORD}") else data)
+        with pytest.raises(PipelineError, match=r"odd\.pt: unknown quantization backend 'tflite'"):
+            load_classifier(tmp_path / "odd.pt")
+    finally:
+        torch.backends.quantized.engine = "fbgemm"

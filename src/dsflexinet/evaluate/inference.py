@@ -18,6 +18,7 @@ from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.data.cache import WaveformCache
 from dsflexinet.errors import PipelineError
 from dsflexinet.models.registry import build_model
+from dsflexinet.quant.qat import ENGINE_RECORD, use_engine
 
 EVAL_BATCH = 128
 
@@ -43,22 +44,30 @@ def rebuild(spec: dict, state_dict: dict | None = None) -> WaveformClassifier:
     return WaveformClassifier(frontend, model).eval()
 
 
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives hold compiled code and constants.pkl; torch.save archives hold only data.pkl."""
+def _torchscript_extra_files(path: Path) -> dict[str, bytes] | None:
+    """The extra files of a TorchScript archive; None for any other file. TorchScript archives hold compiled
+    code and constants.pkl, torch.save archives only data.pkl."""
     if not zipfile.is_zipfile(path):
-        return False
+        return None
     with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+        names = archive.namelist()
+        if not any(name.endswith("/constants.pkl") for name in names):
+            return None
+        return {name.split("/extra/", 1)[1]: archive.read(name) for name in names if "/extra/" in name}
 
 
 def load_classifier(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A float model.pt or an exported TorchScript classifier, ready for inference."""
+    """A float model.pt or an exported TorchScript classifier, ready for inference; an int8 classifier switches
+    this process to the quantized engine it was converted for."""
     from dsflexinet.train.run import load_model_file
 
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: model file not found")
-    if _is_torchscript(path):
+    extra_files = _torchscript_extra_files(path)
+    if extra_files is not None:
+        if ENGINE_RECORD in extra_files:
+            use_engine(extra_files[ENGINE_RECORD].decode(), str(path))  # before loading: the engine repacks weights
         try:
             return torch.jit.load(path, map_location="cpu").eval()
         except RuntimeError as error:

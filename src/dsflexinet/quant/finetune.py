@@ -16,7 +16,7 @@ import torch
 from dsflexinet.atomic import atomic_path, write_json
 from dsflexinet.errors import PipelineError
 from dsflexinet.evaluate.inference import WaveformClassifier, rebuild
-from dsflexinet.quant.qat import convert_int8, freeze_quantization, prepare_qat
+from dsflexinet.quant.qat import ENGINE_RECORD, convert_int8, freeze_quantization, prepare_qat
 
 if TYPE_CHECKING:
     from dsflexinet.train.data import TrainingData
@@ -35,8 +35,9 @@ class FreezeQuantization(pl.Callback):
             freeze_quantization(module.model)
 
 
-def export_classifier(classifier: WaveformClassifier, path: Path, clip_samples: int) -> None:
-    """Trace frontend + int8 model to TorchScript and check it on other batch sizes than the traced one."""
+def export_classifier(classifier: WaveformClassifier, path: Path, clip_samples: int, engine: str) -> None:
+    """Trace frontend + int8 model to TorchScript, check it on other batch sizes than the traced one and record
+    the quantized engine it was converted for, which `load_classifier` selects again."""
     classifier = classifier.eval()
     example = torch.randn(2, clip_samples) * 0.1
     with torch.inference_mode():
@@ -46,7 +47,7 @@ def export_classifier(classifier: WaveformClassifier, path: Path, clip_samples: 
             if not torch.allclose(traced(waves), classifier(waves), atol=1e-4):
                 raise PipelineError(f"{path}: the exported model disagrees with the eager model at batch {batch}")
     with atomic_path(path) as tmp:
-        torch.jit.save(traced, str(tmp))
+        torch.jit.save(traced, str(tmp), _extra_files={ENGINE_RECORD: engine})
 
 
 def qat_job(model_path: str | Path, qat: dict, data: TrainingData, out_dir: str | Path, compute: dict) -> Path | None:
@@ -81,7 +82,7 @@ def qat_job(model_path: str | Path, qat: dict, data: TrainingData, out_dir: str 
     int8 = convert_int8(module.model.cpu())
     path = out_dir / "model_int8.pt"
     clip_samples = round(float_classifier.frontend.config.sample_rate)
-    export_classifier(WaveformClassifier(float_classifier.frontend, int8), path, clip_samples)
+    export_classifier(WaveformClassifier(float_classifier.frontend, int8), path, clip_samples, qat["backend"])
     write_json(out_dir / "quantized.json", {
         "backend": qat["backend"],
         "file_bytes": path.stat().st_size,

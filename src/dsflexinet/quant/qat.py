@@ -34,6 +34,10 @@ from dsflexinet.models.resnorm import ResNorm
 from dsflexinet.quant.resnorm import QATResNorm, QuantizedResNorm
 
 BACKENDS = ("fbgemm", "x86")
+# An exported int8 classifier records the engine it was converted for under this name (a TorchScript extra file):
+# the engine repacks the weights at load time and its kernels round differently (9 of 900 test decisions of the
+# default run's sm1 differ between fbgemm and x86).
+ENGINE_RECORD = "quantized_engine"
 # float -> QAT and QAT -> int8 module swaps: PyTorch's, and ResNorm's.
 QAT_MAPPINGS = {**get_default_qat_module_mappings(), ResNorm: QATResNorm}
 INT8_MAPPINGS = {**get_default_static_quant_module_mappings(), QATResNorm: QuantizedResNorm}
@@ -54,13 +58,22 @@ def fuse_conv_bn(sequence: nn.Sequential) -> None:
     fuse_modules_qat(sequence, [str(index) for index in range(len(sequence))], inplace=True)
 
 
+def use_engine(backend: str, model: str = "") -> None:
+    """Run this process's int8 kernels on `backend` (PyTorch's quantized engine is one global setting)."""
+    where = f"{model}: " if model else ""
+    if backend not in BACKENDS:
+        raise PipelineError(f"{where}unknown quantization backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend not in torch.backends.quantized.supported_engines:
+        supported = ", ".join(torch.backends.quantized.supported_engines)
+        raise PipelineError(f"{where}this PyTorch build has no {backend!r} quantized engine (it has: {supported})")
+    torch.backends.quantized.engine = backend
+
+
 def prepare_qat(model: nn.Module, backend: str = "fbgemm") -> nn.Module:
     """Fuse `model` and insert fake quantization, in place; returns the same module, in training mode."""
-    if backend not in BACKENDS:
-        raise PipelineError(f"unknown quantization backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    use_engine(backend)
     if not callable(getattr(model, "fuse_model", None)):
         raise PipelineError(f"{type(model).__name__} is not QAT-ready (it has no fuse_model())")
-    torch.backends.quantized.engine = backend
     model.train()
     model.fuse_model()
     with _eager_quantization():
