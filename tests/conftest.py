@@ -15,20 +15,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DSFLEXINET_SHARED", REPO.parent / "shared"))
 
 
+def _shared_data(name: str, what: str) -> Path:
+    path = SHARED / "data" / name
+    if not path.is_dir():
+        pytest.skip(f"{what} not found at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def micirp_dir() -> Path:
-    path = SHARED / "data" / "micirp"
-    if not path.is_dir():
-        pytest.skip(f"real MicIRP responses not found at {path}")
-    return path
+    return _shared_data("micirp", "real MicIRP responses")
 
 
 @pytest.fixture(scope="session")
 def tau_clips_dir() -> Path:
-    path = SHARED / "data" / "tau-clips"
-    if not path.is_dir():
-        pytest.skip(f"real TAU clips not found at {path}")
-    return path
+    return _shared_data("tau-clips", "real TAU clips")
 
 
 # A tiny synthetic data set (250 clips) in the TAU22 layout, shared by the data, audio and training tests.

@@ -136,6 +136,8 @@ def test_interrupted_training_resumes(config, inputs, tmp_path: Path, monkeypatc
     caplog.set_level(logging.INFO, logger="dsflexinet")
     train_job(spec, _teacher_data(inputs), tmp_path, COMPUTE)
     assert f"resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}" in caplog.messages
+    epoch_lines = [message.split(":")[0] for message in caplog.messages if message.startswith("epoch ")]
+    assert epoch_lines == ["epoch 2/3", "epoch 3/3"]  # one log line per epoch trained in this run
     history = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [row["epoch"] for row in history] == ["1", "2", "3"]
     assert not (tmp_path / "checkpoints").exists()
@@ -184,6 +186,7 @@ def test_ddp_over_two_processes_inside_a_one_task_slurm_job(config, inputs, tmp_
     assert job.returncode == 0, output[-3000:]
     assert "Starting with 2 processes" in output and "distributed_backend=gloo" in output
     assert output.count(f"saved {tmp_path / 'model.pt'}") == 1  # rank 1 trained too, and wrote nothing
+    assert output.count("epoch 1/1: train_loss ") == 1 and "Tip:" not in output and "LeafSpec" not in output
     assert load_model_file(tmp_path / "model.pt")["spec"] == spec
     history = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [row["epoch"] for row in history] == ["1"] and 0 <= float(history[0]["train_acc"]) <= 1

@@ -380,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
     )
+    # Lightning advertises its cloud logger at the top of every training job's log.
+    lightning_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    lightning_log.addFilter(lambda record: "Tip:" not in record.getMessage())
     if args.threads:
         import torch
 

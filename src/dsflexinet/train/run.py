@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,18 +36,24 @@ from dsflexinet.errors import PipelineError
 if TYPE_CHECKING:
     from dsflexinet.train.data import TrainingData
 
+log = logging.getLogger("dsflexinet")
 ACCELERATORS = ("cpu", "gpu", "auto")
 HISTORY_COLUMNS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "label_weight")
 
 
 class EpochHistory(Callback):
-    """Appends each finished epoch's metrics to history.csv at once, so a resumed run keeps the earlier rows.
+    """Appends each finished epoch's metrics to history.csv at once, so a resumed run keeps the earlier rows,
+    and logs them as one line where no progress bar shows them (a job's log file, a batch job's output).
 
     A row whose epoch is rerun after a resume (it finished but its checkpoint was not yet written) is replaced.
     """
 
     def __init__(self, path: Path):
         self.path = path
+        self.epoch_started = time.monotonic()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.epoch_started = time.monotonic()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.global_rank != 0 or trainer.sanity_checking:
@@ -58,6 +65,10 @@ class EpochHistory(Callback):
         history = pd.concat([history[history["epoch"] < row["epoch"]], pd.DataFrame([row])], ignore_index=True)
         with atomic_path(self.path) as tmp:
             history.to_csv(tmp, index=False, float_format="%.6g")
+        if trainer.progress_bar_callback is None:
+            values = " ".join(f"{name} {value:.4g}" for name, value in row.items() if name != "epoch")
+            seconds = time.monotonic() - self.epoch_started
+            log.info("epoch %d/%d: %s (%.1f s)", row["epoch"], trainer.max_epochs, values, seconds)
 
 
 def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Callback] | None = None) -> pl.Trainer:
@@ -149,12 +160,14 @@ def fit(
     out_dir.mkdir(parents=True, exist_ok=True)
     resume = _resume_checkpoint(out_dir, spec)
     if resume is not None:
-        logging.getLogger("dsflexinet").info("resuming from %s", resume)
+        log.info("resuming from %s", resume)
     trainer = make_trainer(out_dir, epochs, compute, callbacks)
     with warnings.catch_warnings():
-        # Small default-run data sets trigger Lightning's "few batches / few workers" hints on every job, and
-        # checkpoints/ always holds spec.json before the first checkpoint.
+        # Small default-run data sets trigger Lightning's "few batches / few workers" hints on every job,
+        # checkpoints/ always holds spec.json before the first checkpoint, and Lightning 2.6 itself calls an API
+        # that torch 2.14 deprecates.
         warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches).*")
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     if trainer.global_rank != 0:
