@@ -60,8 +60,8 @@ def _settle_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None:
             model(batch)
 
 
-def _fake_quant_and_int8(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, nn.Module]:
-    model = prepare_qat(model, "fbgemm")
+def _fake_quant_and_int8(model: nn.Module, x: torch.Tensor, backend: str = "fbgemm") -> tuple[nn.Module, nn.Module]:
+    model = prepare_qat(model, backend)
     freeze_batchnorm(model)
     with torch.no_grad():
         model(x)  # calibration pass in training mode
@@ -230,7 +230,7 @@ def test_exported_int8_classifier_runs_on_the_engine_it_was_converted_for(tmp_pa
         for engine in ("x86", "fbgemm"):
             model = build_model("dsflexinet_sm1")
             _settle_batchnorm(model, [torch.randn(4, 1, 256, 64)])
-            model, int8 = _fake_quant_and_int8(model, torch.randn(4, 1, 256, 64))
+            model, int8 = _fake_quant_and_int8(model, torch.randn(4, 1, 256, 64), engine)
             path = tmp_path / f"{engine}.pt"
             export_classifier(WaveformClassifier(build_frontend("student"), int8), path, 32000, engine)
             torch.backends.quantized.engine = "qnnpack"  # a process that has not chosen yet
@@ -245,5 +245,18 @@ def test_exported_int8_classifier_runs_on_the_engine_it_was_converted_for(tmp_pa
                 odd.writestr(item, b"tflite" if item.filename.endswith(f"/extra/{ENGINE_RECORD}") else data)
         with pytest.raises(PipelineError, match=r"odd\.pt: unknown quantization backend 'tflite'"):
             load_classifier(tmp_path / "odd.pt")
+
+        # Flipped weight bytes: torch.jit.load alone would load them without a word.
+        archive = bytearray((tmp_path / "x86.pt").read_bytes())
+        with zipfile.ZipFile(tmp_path / "x86.pt") as source:
+            weights = next(item for item in source.infolist() if "/data/" in item.filename)
+        header = weights.header_offset  # a local header: 30 bytes, then the name and extra field it gives lengths of
+        start = header + 30 + int.from_bytes(archive[header + 26 : header + 28], "little") + int.from_bytes(
+            archive[header + 28 : header + 30], "little"
+        )
+        archive[start : start + 16] = bytes(byte ^ 0xFF for byte in archive[start : start + 16])
+        (tmp_path / "damaged.pt").write_bytes(archive)
+        with pytest.raises(PipelineError, match=r"damaged\.pt: damaged model archive \(.*/data/\d+ fails its CRC"):
+            load_classifier(tmp_path / "damaged.pt")
     finally:
         torch.backends.quantized.engine = "fbgemm"

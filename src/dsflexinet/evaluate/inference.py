@@ -49,11 +49,17 @@ def _torchscript_extra_files(path: Path) -> dict[str, bytes] | None:
     code and constants.pkl, torch.save archives only data.pkl."""
     if not zipfile.is_zipfile(path):
         return None
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        if not any(name.endswith("/constants.pkl") for name in names):
-            return None
-        return {name.split("/extra/", 1)[1]: archive.read(name) for name in names if "/extra/" in name}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if not any(name.endswith("/constants.pkl") for name in names):
+                return None
+            damaged = archive.testzip()  # torch.jit.load does not check CRCs: a flipped weight would load silently
+            if damaged is not None:
+                raise PipelineError(f"{path}: damaged model archive ({damaged} fails its CRC check)")
+            return {name.split("/extra/", 1)[1]: archive.read(name) for name in names if "/extra/" in name}
+    except (zipfile.BadZipFile, OSError) as error:
+        raise PipelineError(f"{path}: damaged model archive ({error})") from None
 
 
 def load_classifier(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -66,8 +72,8 @@ def load_classifier(path: str | Path) -> Callable[[torch.Tensor], torch.Tensor]:
         raise PipelineError(f"{path}: model file not found")
     extra_files = _torchscript_extra_files(path)
     if extra_files is not None:
-        if ENGINE_RECORD in extra_files:
-            use_engine(extra_files[ENGINE_RECORD].decode(), str(path))  # before loading: the engine repacks weights
+        if ENGINE_RECORD in extra_files:  # select it before loading: the engine repacks the weights
+            use_engine(extra_files[ENGINE_RECORD].decode(errors="replace"), str(path))
         try:
             return torch.jit.load(path, map_location="cpu").eval()
         except RuntimeError as error:

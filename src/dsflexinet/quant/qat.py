@@ -58,9 +58,10 @@ def fuse_conv_bn(sequence: nn.Sequential) -> None:
     fuse_modules_qat(sequence, [str(index) for index in range(len(sequence))], inplace=True)
 
 
-def use_engine(backend: str, model: str = "") -> None:
-    """Run this process's int8 kernels on `backend` (PyTorch's quantized engine is one global setting)."""
-    where = f"{model}: " if model else ""
+def use_engine(backend: str, source: str = "") -> None:
+    """Run this process's int8 kernels on `backend` (PyTorch's quantized engine is one global setting);
+    `source` names the file that asked for it in errors."""
+    where = f"{source}: " if source else ""
     if backend not in BACKENDS:
         raise PipelineError(f"{where}unknown quantization backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if backend not in torch.backends.quantized.supported_engines:
