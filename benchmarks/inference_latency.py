@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from dsflexinet.audio.frontend import build_frontend
-from dsflexinet.evaluate.inference import WaveformClassifier
+from dsflexinet.modelfile import WaveformClassifier
 from dsflexinet.models.registry import build_model, model_spec
 from dsflexinet.quant.qat import convert_int8, prepare_qat
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dsflexinet.audio.energy import cache_energies, clip_energy, energy_statistics, load_threshold
+from dsflexinet.audio.energy import cache_energies, clip_energy, energy_statistics, read_energy_threshold
 from dsflexinet.cli import main
 from dsflexinet.data.cache import WaveformCache, build_cache
 from dsflexinet.errors import PipelineError
@@ -45,9 +45,9 @@ def test_statistics_of_known_energies() -> None:
     energies = np.array([100.0, 200.0, 300.0, 400.0, 1000.0, 0.0])
     clips = pd.DataFrame({"device": ["a", "a", "b", "b", "a", "c"],
                           "scene_label": ["park", "bus", "park", "bus", "park", "bus"]})  # fmt: skip
-    stats = energy_statistics(energies, clips, "auto")
+    stats = energy_statistics(energies, clips)
     assert stats["clips"] == 6 and stats["threshold"] == pytest.approx(2000 / 6)
-    assert stats["threshold_source"].startswith("auto")
+    assert stats["threshold_source"] == "mean energy of these clips"
     assert stats["clips_above_threshold"] == 2 and stats["fraction_above_threshold"] == pytest.approx(2 / 6)
     energy = stats["energy"]
     assert (energy["min"], energy["max"], energy["median"], energy["silent_clips"]) == (0.0, 1000.0, 250.0, 1)
@@ -58,18 +58,18 @@ def test_statistics_of_known_energies() -> None:
     assert (given["threshold"], given["threshold_source"], given["clips_above_threshold"]) == (323.0, "given", 2)
 
 
-def test_threshold_from_number_or_analysis(tmp_path: Path) -> None:
-    assert load_threshold(323) == 323.0 and load_threshold("323.5") == 323.5
+def test_threshold_from_analysis(tmp_path: Path) -> None:
     analysis = tmp_path / "energy.json"
     analysis.write_text(json.dumps({"threshold": 412.25}))
-    assert load_threshold(analysis) == 412.25 and load_threshold(str(analysis)) == 412.25
+    assert read_energy_threshold(analysis) == 412.25 and read_energy_threshold(str(analysis)) == 412.25
     with pytest.raises(PipelineError, match="missing.json: energy analysis not found"):
-        load_threshold(tmp_path / "missing.json")
+        read_energy_threshold(tmp_path / "missing.json")
     analysis.write_text("{}")
     with pytest.raises(PipelineError, match="no numeric 'threshold'"):
-        load_threshold(analysis)
-    with pytest.raises(PipelineError, match="not a finite non-negative"):
-        load_threshold(-1.0)
+        read_energy_threshold(analysis)
+    analysis.write_text(json.dumps({"threshold": -1.0}))
+    with pytest.raises(PipelineError, match="energy.json: ADIR energy threshold -1.0 is not a finite non-negative"):
+        read_energy_threshold(analysis)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_energy_command_writes_statistics_and_figure(train_cache: Path, tmp_path
     cache = WaveformCache.open(train_cache)
     energies = (np.asarray(cache.waves, dtype=np.float64) ** 2).sum(axis=1)
     out_json, out_png = tmp_path / "stats" / "energy.json", tmp_path / "figures" / "energy.png"
-    assert main(["energy", "--cache", str(train_cache), "--threshold", "auto",
+    assert main(["energy", "--cache", str(train_cache),
                  "--out-json", str(out_json), "--out-png", str(out_png)]) == 0  # fmt: skip
     stats = json.loads(out_json.read_text())
     assert stats["clips"] == stats["energy"]["count"] == len(cache) > 0
@@ -112,4 +112,4 @@ def test_energy_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert error.startswith("error: ") and "none.npy" in error and len(error.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exit_info:
         main(["energy", "--cache", str(tmp_path / "none.npy"), "--threshold", "high", *outputs])
-    assert exit_info.value.code == 2 and "expected 'auto' or a number" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "expected a number" in capsys.readouterr().err

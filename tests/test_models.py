@@ -294,13 +294,18 @@ def test_registry_refuses_unknown_names_and_options() -> None:
 
 def test_complexity_command_writes_the_table(tmp_path, capsys) -> None:
     out = tmp_path / "table.json"
-    assert main(["complexity", "dsflexinet_sm1", "cp_resnet_tiny", "--norm", "batchnorm", "--out", str(out)]) == 0
+    options = ["--options", '{"norm": "batchnorm"}']
+    assert main(["complexity", "dsflexinet_sm1", "dsflexinet_sm2", *options, "--out", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert [row["model"] for row in rows] == ["dsflexinet_sm1", "cp_resnet_tiny"]
-    assert rows[0]["norm"] == "batchnorm" and "norm" not in rows[1]
+    assert [row["model"] for row in rows] == ["dsflexinet_sm1", "dsflexinet_sm2"]
+    assert rows[0]["options"] == {"norm": "batchnorm"} and rows[0]["input_shape"] == [1, 256, 64]
     assert rows[0]["params"] == sum(p.numel() for p in build_model("dsflexinet_sm1", norm="batchnorm").parameters())
-    assert rows[1]["input_shape"] == [1, 256, 43]
     printed = capsys.readouterr().out
     assert "dsflexinet_sm1" in printed and f"{rows[0]['params']:,}" in printed
+    assert main(["complexity", "cp_resnet_tiny", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["input_shape"] == [1, 256, 43]
+    capsys.readouterr()
+    assert main(["complexity", "cp_resnet_tiny", *options]) == 1  # an option the model lacks is never dropped
+    assert "model 'cp_resnet_tiny' takes no option(s) norm" in capsys.readouterr().err
     assert main(["complexity", "resnet50"]) == 1
     assert "unknown model 'resnet50'" in capsys.readouterr().err

@@ -25,10 +25,12 @@ from dsflexinet.distill.fusion import fuse_teachers
 from dsflexinet.distill.logits import dump_teacher_logits, load_logits
 from dsflexinet.evaluate.metrics import evaluate_model
 from dsflexinet.evaluate.predict import predict_files
+from dsflexinet.layout import EnsembleFiles, QatFiles, TrainingFiles
+from dsflexinet.modelfile import load_model_file
 from dsflexinet.quant.finetune import qat_job
 from dsflexinet.train import run as run_module
 from dsflexinet.train.data import TrainingData
-from dsflexinet.train.run import load_model_file, train_job
+from dsflexinet.train.run import train_job
 from tests.conftest import REPO, tiny_pipeline_config
 
 COMPUTE = {"accelerator": "cpu", "devices": 1}
@@ -45,20 +47,21 @@ def inputs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     build_cache(tiny_dataset, "evaluation_setup/fold1_train.csv", work / "train.npy")
     build_cache(tiny_dataset, "evaluation_setup/fold1_evaluate.csv", work / "test.npy")
     synthesise_impulse_responses(work / "irs", count=4, seed=1)
-    analyse_energy(work / "train.npy", "auto", work / "energy.json", work / "energy.png")
+    analyse_energy(work / "train.npy", None, work / "energy.json", work / "energy.png")
     return {"train": work / "train.npy", "test": work / "test.npy", "irs": work / "irs", "energy": work / "energy.json"}
 
 
 def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau_clips_dir_or_none) -> None:
     logit_files = {}
     for name in ("passt-dir_fms-s1", "cpresnet-dir_fms-s1"):
-        model = train_job(teacher_spec(config, name), _teacher_data(inputs), tmp_path / name, COMPUTE)
+        model = train_job(teacher_spec(config, name), _teacher_data(inputs), _files(tmp_path / name), COMPUTE)
         logit_files[name] = tmp_path / name / "logits.npz"
         assert dump_teacher_logits(model, [inputs["train"], inputs["test"]], logit_files[name]) == 70 + 180
         history = list(csv.DictReader((tmp_path / name / "history.csv").open()))
         assert [row["epoch"] for row in history] == ["1"] and 0 <= float(history[0]["val_acc"]) <= 1
 
-    report = fuse_teachers(logit_files, inputs["train"], inputs["test"], tmp_path / "ensemble", steps=50)
+    ensemble = EnsembleFiles(*(str(tmp_path / "ensemble" / name) for name in ("fused.npz", "average.npz", "f.json")))
+    report = fuse_teachers(logit_files, inputs["train"], inputs["test"], ensemble, steps=50)
     alpha = np.array(list(report["alpha"].values()))
     assert not np.allclose(alpha, 0.5) and np.abs(report["beta"]).max() > 1e-4  # moved away from the average
     assert report["train_cross_entropy"]["fused"] <= report["train_cross_entropy"]["average"] + 1e-9
@@ -66,12 +69,16 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
     names, fused = load_logits(tmp_path / "ensemble" / "fused.npz")
     assert fused.shape == (250, 10) and len(set(names)) == 250
 
-    spec = student_spec(config, "tiny-rn")
+    spec = student_spec(config, "tiny-rn", 1)
     assert spec["augment"]["device_ir"]["mode"] == "adir" and spec["distillation"]["teachers"] == "fused"
     fused_logits = tmp_path / "ensemble" / "fused.npz"
     data = TrainingData(inputs["train"], inputs["test"], inputs["irs"], inputs["energy"], fused_logits)
-    student = train_job(spec, data, tmp_path / "student", COMPUTE)
-    int8 = qat_job(student, qat_spec(config, "tiny-rn"), data, tmp_path / "qat", COMPUTE)
+    student = train_job(spec, data, _files(tmp_path / "student"), COMPUTE)
+    recorded = load_model_file(student)["spec"]["augment"]["device_ir"]["energy_threshold"]
+    assert recorded == json.loads(inputs["energy"].read_text())["threshold"]  # resolved once, stored as a number
+    qat_files = QatFiles(_files(tmp_path / "qat", "model_int8.pt"), str(tmp_path / "qat" / "quantized.json"))
+    no_energy = TrainingData(inputs["train"], inputs["test"], inputs["irs"], teacher_logits=fused_logits)
+    int8 = qat_job(student, qat_spec(config, "tiny-rn"), no_energy, qat_files, COMPUTE)
     assert json.loads((tmp_path / "qat" / "quantized.json").read_text())["file_bytes"] == int8.stat().st_size
 
     for model, out in ((student, "eval_float.json"), (int8, "eval_int8.json")):
@@ -110,37 +117,74 @@ class _KillAfterFirstEpoch(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
+def _files(directory: Path, model: str = "model.pt") -> TrainingFiles:
+    return TrainingFiles.under(str(directory), model)
+
+
 def _teacher_data(inputs: dict) -> TrainingData:
     return TrainingData(inputs["train"], inputs["test"], impulse_responses=inputs["irs"])
 
 
-def _train_until_killed(spec: dict, inputs: dict, out_dir: Path, monkeypatch) -> None:
-    """Run the teacher job of `spec` until it dies in its second epoch, as a killed job would."""
+def _until_killed(job, monkeypatch) -> None:
+    """Run `job()` until it dies at the start of its second epoch, as a killed job would."""
     make_trainer = run_module.make_trainer
 
-    def make(out_dir, epochs, compute, callbacks=None):
-        return make_trainer(out_dir, epochs, compute, [_KillAfterFirstEpoch(), *(callbacks or [])])
+    def make(files, epochs, compute, callbacks=None):
+        return make_trainer(files, epochs, compute, [_KillAfterFirstEpoch(), *(callbacks or [])])
 
     with monkeypatch.context() as patch:
         patch.setattr(run_module, "make_trainer", make)
         with pytest.raises(RuntimeError, match="simulated crash"):
-            train_job(spec, _teacher_data(inputs), out_dir, COMPUTE)
+            job()
 
 
-def test_interrupted_training_resumes(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
+def _train_until_killed(spec: dict, inputs: dict, out_dir: Path, monkeypatch) -> None:
+    _until_killed(lambda: train_job(spec, _teacher_data(inputs), _files(out_dir), COMPUTE), monkeypatch)
+
+
+def _same_weights(first: Path, second: Path) -> bool:
+    weights = [load_model_file(path)["state_dict"] for path in (first, second)]
+    return weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_interrupted_training_resumes_to_the_same_numbers(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
+    """Killed after its first epoch and resumed, a job ends bit for bit where an uninterrupted one does: the
+    checkpoint carries every random state (data order, augmentations), so epochs 2-3 draw what they would have."""
     spec = teacher_spec(config, "cpresnet-dir_fms-s1")
     spec["schedule"]["epochs"] = 3
-    _train_until_killed(spec, inputs, tmp_path, monkeypatch)
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "model.pt").exists()
+    resumed, uninterrupted = tmp_path / "resumed", tmp_path / "uninterrupted"
+    _train_until_killed(spec, inputs, resumed, monkeypatch)
+    assert (resumed / "checkpoints" / "last.ckpt").is_file() and not (resumed / "model.pt").exists()
 
     caplog.set_level(logging.INFO, logger="dsflexinet")
-    train_job(spec, _teacher_data(inputs), tmp_path, COMPUTE)
-    assert f"resuming from {tmp_path / 'checkpoints' / 'last.ckpt'}" in caplog.messages
+    train_job(spec, _teacher_data(inputs), _files(resumed), COMPUTE)
+    assert f"resuming from {resumed / 'checkpoints' / 'last.ckpt'}" in caplog.messages
     epoch_lines = [message.split(":")[0] for message in caplog.messages if message.startswith("epoch ")]
     assert epoch_lines == ["epoch 2/3", "epoch 3/3"]  # one log line per epoch trained in this run
-    history = list(csv.DictReader((tmp_path / "history.csv").open()))
+    history = list(csv.DictReader((resumed / "history.csv").open()))
     assert [row["epoch"] for row in history] == ["1", "2", "3"]
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (resumed / "checkpoints").exists()
+    assert (resumed / "tensorboard").is_dir() and list((resumed / "tensorboard").glob("events.out.tfevents.*"))
+
+    train_job(spec, _teacher_data(inputs), _files(uninterrupted), COMPUTE)
+    assert _same_weights(resumed / "model.pt", uninterrupted / "model.pt")
+    assert (resumed / "history.csv").read_text() == (uninterrupted / "history.csv").read_text()
+
+
+def test_damaged_checkpoint_is_set_aside(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
+    spec = teacher_spec(config, "cpresnet-dir_fms-s1")
+    spec["schedule"]["epochs"] = 2
+    _train_until_killed(spec, inputs, tmp_path / "job", monkeypatch)
+    checkpoint = tmp_path / "job" / "checkpoints" / "last.ckpt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])  # the disk filled up
+    caplog.set_level(logging.INFO, logger="dsflexinet")
+    train_job(spec, _teacher_data(inputs), _files(tmp_path / "job"), COMPUTE)
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warning.startswith(f"{checkpoint} is unreadable (") and "training starts afresh" in warning
+    assert (tmp_path / "job" / "damaged-last.ckpt").is_file()  # kept for a look, out of the way
+    assert not any(message.startswith("resuming") for message in caplog.messages)
+    train_job(spec, _teacher_data(inputs), _files(tmp_path / "fresh"), COMPUTE)
+    assert _same_weights(tmp_path / "job" / "model.pt", tmp_path / "fresh" / "model.pt")
 
 
 def test_changed_spec_never_resumes_a_stale_checkpoint(config, inputs, tmp_path: Path, monkeypatch, caplog) -> None:
@@ -149,7 +193,7 @@ def test_changed_spec_never_resumes_a_stale_checkpoint(config, inputs, tmp_path:
     _train_until_killed(spec, inputs, tmp_path, monkeypatch)
     spec["schedule"]["lr"] *= 2  # the user changed a setting before rerunning
     caplog.set_level(logging.INFO, logger="dsflexinet")
-    train_job(spec, _teacher_data(inputs), tmp_path, COMPUTE)
+    train_job(spec, _teacher_data(inputs), _files(tmp_path), COMPUTE)
     assert not any(message.startswith("resuming") for message in caplog.messages)
     assert [row["epoch"] for row in csv.DictReader((tmp_path / "history.csv").open())] == ["1", "2"]
 
@@ -157,10 +201,8 @@ def test_changed_spec_never_resumes_a_stale_checkpoint(config, inputs, tmp_path:
 def test_same_spec_trains_the_same_model(config, inputs, tmp_path: Path) -> None:
     """A rerun reproduces a job bit for bit, initial weights included (torch seeds itself from the OS at start)."""
     spec = teacher_spec(config, "cpresnet-dir_fms-s1")
-    first, second = (train_job(spec, _teacher_data(inputs), tmp_path / name, COMPUTE) for name in ("a", "b"))
-    weights = [load_model_file(path)["state_dict"] for path in (first, second)]
-    assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    first, second = (train_job(spec, _teacher_data(inputs), _files(tmp_path / name), COMPUTE) for name in ("a", "b"))
+    assert _same_weights(first, second)
     assert (tmp_path / "a" / "history.csv").read_text() == (tmp_path / "b" / "history.csv").read_text()
 
 
@@ -179,7 +221,8 @@ def test_ddp_over_two_processes_inside_a_one_task_slurm_job(config, inputs, tmp_
     command = [
         sys.executable, "-m", "dsflexinet", "--threads", "1", "train", "--spec", json.dumps(spec),
         "--compute", json.dumps(compute), "--train-cache", str(inputs["train"]), "--test-cache", str(inputs["test"]),
-        "--impulse-responses", str(inputs["irs"]), "--out-dir", str(tmp_path),
+        "--impulse-responses", str(inputs["irs"]), "--out-model", str(tmp_path / "model.pt"),
+        "--out-history", str(tmp_path / "history.csv"), "--work-dir", str(tmp_path),
     ]  # fmt: skip
     job = subprocess.run(command, env={**os.environ, **ONE_TASK_SLURM_JOB}, capture_output=True, text=True, timeout=600)
     output = job.stdout + job.stderr

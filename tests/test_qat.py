@@ -31,12 +31,10 @@ from torch.ao.quantization import DeQuantStub, FakeQuantizeBase, QuantStub
 
 from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.errors import PipelineError
-from dsflexinet.evaluate.inference import WaveformClassifier, load_classifier
+from dsflexinet.modelfile import ENGINE_RECORD, ModelInput, WaveformClassifier, export_classifier, load_classifier
 from dsflexinet.models.registry import build_model
 from dsflexinet.models.resnorm import NORMS, ResNorm
-from dsflexinet.quant.finetune import export_classifier
 from dsflexinet.quant.qat import (
-    ENGINE_RECORD,
     convert_int8,
     freeze_batchnorm,
     freeze_observers,
@@ -232,7 +230,8 @@ def test_exported_int8_classifier_runs_on_the_engine_it_was_converted_for(tmp_pa
             _settle_batchnorm(model, [torch.randn(4, 1, 256, 64)])
             model, int8 = _fake_quant_and_int8(model, torch.randn(4, 1, 256, 64), engine)
             path = tmp_path / f"{engine}.pt"
-            export_classifier(WaveformClassifier(build_frontend("student"), int8), path, 32000, engine)
+            classifier = WaveformClassifier(build_frontend("student"), int8)
+            export_classifier(classifier, path, engine, ModelInput(32000, 32000))
             torch.backends.quantized.engine = "qnnpack"  # a process that has not chosen yet
             with torch.inference_mode():
                 logits = load_classifier(path)(waves)

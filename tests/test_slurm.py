@@ -49,7 +49,7 @@ def test_profile_runs_jobs_on_the_cluster(tmp_path: Path, cluster: dict) -> None
     profile["slurm-no-account"] = True
     (repo / "profiles/slurm/config.yaml").write_text(yaml.safe_dump(profile))
 
-    target = "results/teachers/cpresnet-dir_fms-s1/history.csv"
+    target = "results/split100/teachers/cpresnet-dir_fms-s1/history.csv"
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--slurm-init-seconds-before-status-checks",
          "1", "--slurm-keep-successful-logs", target],

@@ -76,7 +76,7 @@ def test_both_configs_are_valid() -> None:
 
 def test_job_specs_are_copies_of_the_config() -> None:
     config = load_config([REPO / "config.yaml"], SCHEMA)
-    for spec in (teacher_spec(config, "cpresnet-fms-s1"), student_spec(config, "sm2")):
+    for spec in (teacher_spec(config, "cpresnet-fms-s1"), student_spec(config, "sm2", 1)):
         spec["schedule"]["epochs"] = 999
         spec["augment"]["freq_mixstyle"]["p"] = 0.99
     assert config["teachers"]["architectures"]["cpresnet"]["schedule"]["epochs"] == 20
@@ -117,8 +117,8 @@ def test_shared_students_train_once() -> None:
     """sm4 (RN + FMS + ADIR, fused KD) is a row of Tables II, IV and V and Fig. 3: one job."""
     result = snakemake("-n", "--forceall", "--nolock", "results/tables/table2.csv", "results/tables/table4.csv",
                        "results/tables/table5.csv", "results/figures/fig3_confusion_channel.png")  # fmt: skip
-    assert result.stdout.count("results/students/sm4/model.pt") >= 1
-    trained = re.findall(r"output: results/students/([\w.-]+)/model\.pt", result.stdout)
+    assert result.stdout.count("results/split100/students/sm4/s1/model.pt") >= 1
+    trained = re.findall(r"output: results/split100/students/([\w.-]+)/s1/model\.pt", result.stdout)
     assert sorted(trained) == sorted(set(trained)) and "sm4" in trained
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from dsflexinet.errors import PipelineError
 
 if TYPE_CHECKING:
+    from dsflexinet.layout import TrainingFiles
     from dsflexinet.train.data import TrainingData
 
 log = logging.getLogger("dsflexinet")
@@ -147,7 +148,7 @@ def _complexity(args: argparse.Namespace) -> None:
     from dsflexinet.atomic import write_json
     from dsflexinet.models.complexity import complexity_table
 
-    rows = complexity_table(args.models, norm=args.norm)
+    rows = complexity_table(args.models, args.options)
     if args.out:
         write_json(args.out, rows)
     print(f"{'model':<16} {'input':<12} {'params':>9} {'MMACs':>8} {'KB fp32':>9} {'KB int8':>8}")
@@ -162,7 +163,8 @@ def _complexity(args: argparse.Namespace) -> None:
 def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("complexity", help="parameters, MACs and size of registered models (DCASE count)")
     command.add_argument("models", nargs="+", metavar="MODEL", help="registry names, e.g. dsflexinet_sm4")
-    command.add_argument("--norm", default=None, help="block normalisation for the DS-FlexiNet models")
+    command.add_argument("--options", type=_json_object, default={},
+                         help='model options as JSON (a job spec\'s model.options): {"norm": "none"}')  # fmt: skip
     command.add_argument("--out", type=Path, default=None, help="also write the table as JSON")
     command.set_defaults(handler=_complexity)
 
@@ -170,15 +172,13 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
 # --- audio ----------------------------------------------------------------------------------------------------
 
 
-def _threshold(text: str) -> float | str:
-    if text == "auto":
-        return text
+def _threshold(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected 'auto' or a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("expected a non-negative number")
+        raise argparse.ArgumentTypeError("expected a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("expected a finite non-negative number")
     return value
 
 
@@ -196,8 +196,8 @@ def _energy(args: argparse.Namespace) -> None:
 def _add_audio_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("energy", help="clip-energy statistics and histogram (ADIR threshold, Fig. 2)")
     command.add_argument("--cache", type=Path, required=True, help="waveform cache (<name>.npy beside <name>.tsv)")
-    command.add_argument("--threshold", type=_threshold, default="auto",
-                         help="'auto' (the mean energy, as in the paper) or a number such as 323")  # fmt: skip
+    command.add_argument("--threshold", type=_threshold, default=None,
+                         help="a number such as 323 (default: the clips' mean energy, as in the paper)")  # fmt: skip
     command.add_argument("--out-json", type=Path, required=True)
     command.add_argument("--out-png", type=Path, required=True)
     command.set_defaults(handler=_energy)
@@ -210,10 +210,13 @@ def _add_training_inputs(command: argparse.ArgumentParser) -> None:
     command.add_argument("--train-cache", type=Path, required=True, help="results/cache/train.npy")
     command.add_argument("--test-cache", type=Path, required=True, help="results/cache/test.npy (validation curve)")
     command.add_argument("--impulse-responses", type=Path, default=None, help="DIR set directory (DIR/ADIR)")
-    command.add_argument("--energy", type=Path, default=None, help="energy analysis JSON (ADIR threshold 'auto')")
+    command.add_argument("--energy", type=Path, default=None,
+                         help="energy analysis JSON (ADIR threshold 'energy_analysis')")  # fmt: skip
     command.add_argument("--teacher-logits", type=Path, default=None, help="ensemble logits (.npz) for KD")
     command.add_argument("--compute", type=_json_object, default={}, help="accelerator, devices, strategy as JSON")
-    command.add_argument("--out-dir", type=Path, required=True)
+    command.add_argument("--out-model", required=True)
+    command.add_argument("--out-history", required=True, help="one row per epoch")
+    command.add_argument("--work-dir", required=True, help="holds checkpoints/ (resume) and tensorboard/")
 
 
 def _training_data(args: argparse.Namespace) -> TrainingData:
@@ -227,16 +230,24 @@ def _log_saved(path: Path | None) -> None:
         log.info("saved %s", path)
 
 
+def _training_files(args: argparse.Namespace) -> TrainingFiles:
+    from dsflexinet.layout import TrainingFiles
+
+    return TrainingFiles(args.out_model, args.out_history, args.work_dir)
+
+
 def _train(args: argparse.Namespace) -> None:
     from dsflexinet.train.run import train_job
 
-    _log_saved(train_job(args.spec, _training_data(args), args.out_dir, args.compute))
+    _log_saved(train_job(args.spec, _training_data(args), _training_files(args), args.compute))
 
 
 def _qat(args: argparse.Namespace) -> None:
+    from dsflexinet.layout import QatFiles
     from dsflexinet.quant.finetune import qat_job
 
-    _log_saved(qat_job(args.model, args.spec, _training_data(args), args.out_dir, args.compute))
+    files = QatFiles(_training_files(args), args.out_info)
+    _log_saved(qat_job(args.float_model, args.spec, _training_data(args), files, args.compute))
 
 
 def _dump_logits(args: argparse.Namespace) -> None:
@@ -248,9 +259,11 @@ def _dump_logits(args: argparse.Namespace) -> None:
 
 def _fuse(args: argparse.Namespace) -> None:
     from dsflexinet.distill.fusion import fuse_teachers
+    from dsflexinet.layout import EnsembleFiles
 
     teachers = {Path(path).parent.name: path for path in args.logits}
-    report = fuse_teachers(teachers, args.train_cache, args.test_cache, args.out_dir, steps=args.steps)
+    out = EnsembleFiles(args.out_fused, args.out_average, args.out_report)
+    report = fuse_teachers(teachers, args.train_cache, args.test_cache, out, steps=args.steps)
     accuracy = {name: round(result["accuracy"], 4) for name, result in report["test"].items()}
     log.info("test accuracy: %s", accuracy)
 
@@ -277,9 +290,10 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=_train)
 
     command = commands.add_parser("qat", help="QAT fine-tuning of a trained student, int8 conversion and export")
-    command.add_argument("--model", type=Path, required=True, help="the float student's model.pt")
+    command.add_argument("--float-model", type=Path, required=True, help="the float student's model.pt")
     command.add_argument("--spec", type=_json_object, required=True, help="epochs, lr, freeze_last_epochs, backend")
     _add_training_inputs(command)
+    command.add_argument("--out-info", required=True, help="quantized.json: engine and file size")
     command.set_defaults(handler=_qat)
 
     command = commands.add_parser("dump-logits", help="a teacher's logits for every clip of the given caches")
@@ -293,7 +307,9 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--train-cache", type=Path, required=True)
     command.add_argument("--test-cache", type=Path, required=True)
     command.add_argument("--steps", type=int, default=300, help="L-BFGS iterations")
-    command.add_argument("--out-dir", type=Path, required=True)
+    command.add_argument("--out-fused", required=True)
+    command.add_argument("--out-average", required=True)
+    command.add_argument("--out-report", required=True, help="fusion.json")
     command.set_defaults(handler=_fuse)
 
     command = commands.add_parser("evaluate", help="accuracy per device and group, confusion matrix, as JSON")
@@ -313,17 +329,24 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
 # --- reports ------------------------------------------------------------------------------------------------
 
 
-def _labelled_path(text: str) -> tuple[str, Path]:
-    label, separator, path = text.partition("=")
-    if not separator or not label or not path:
-        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {text!r}")
-    return label, Path(path)
+def _report_inputs(text: str) -> dict[str, dict[str, dict[str, Path]]]:
+    """`{label: {seed: {role: path}}}`, the files of each seed of each row's student run."""
+    value = _json_object(text)
+    try:
+        return {
+            str(label): {
+                str(seed): {str(role): Path(path) for role, path in files.items()} for seed, files in seeds.items()
+            }
+            for label, seeds in value.items()
+        }
+    except (AttributeError, TypeError):
+        raise argparse.ArgumentTypeError("expected {label: {seed: {role: path}}}") from None
 
 
 def _report_table(args: argparse.Namespace) -> None:
     from dsflexinet.report.tables import write_table
 
-    frame = write_table(args.table, dict(args.run), args.out_csv, args.out_md)
+    frame = write_table(args.table, args.inputs, args.out_csv, args.out_md)
     log.info("%s:\n%s", args.table, frame.to_string(index=False))
 
 
@@ -336,29 +359,32 @@ def _report_confusion(args: argparse.Namespace) -> None:
 def _report_metrics(args: argparse.Namespace) -> None:
     from dsflexinet.report.summary import write_metrics
 
-    write_metrics(dict(args.run), args.fusion, args.energy, args.out)
+    write_metrics(args.inputs, args.fusion, args.energy, args.out, args.out_curves, args.out_devices)
 
 
 def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("report-table", help="one of the paper's tables II-V as CSV and Markdown")
     command.add_argument("table", choices=("table2", "table3", "table4", "table5"))
-    command.add_argument("--run", type=_labelled_path, action="append", required=True,
-                         help="LABEL=results/students/<run>, in table order")  # fmt: skip
+    command.add_argument("--inputs", type=_report_inputs, required=True,
+                         help="JSON {label: {seed: {role: path}}}, rows in table order")  # fmt: skip
     command.add_argument("--out-csv", type=Path, required=True)
     command.add_argument("--out-md", type=Path, required=True)
     command.set_defaults(handler=_report_table)
 
     command = commands.add_parser("report-confusion", help="a confusion-matrix figure (paper Fig. 3)")
-    command.add_argument("--eval", type=Path, required=True, help="eval_float.json of a student")
+    command.add_argument("--eval", type=Path, action="append", required=True,
+                         help="eval_float.json of a student; repeated for its seeds, whose counts add up")  # fmt: skip
     command.add_argument("--title", required=True)
     command.add_argument("--out", type=Path, required=True)
     command.set_defaults(handler=_report_confusion)
 
     command = commands.add_parser("report-metrics", help="results/metrics.json, the numbers DVC compares")
-    command.add_argument("--run", type=_labelled_path, action="append", required=True, help="NAME=run directory")
+    command.add_argument("--inputs", type=_report_inputs, required=True, help="JSON {run: {seed: {role: path}}}")
     command.add_argument("--fusion", type=Path, required=True)
     command.add_argument("--energy", type=Path, required=True)
-    command.add_argument("--out", type=Path, required=True)
+    command.add_argument("--out", type=Path, required=True, help="metrics.json")
+    command.add_argument("--out-curves", type=Path, required=True, help="validation accuracy per epoch (CSV)")
+    command.add_argument("--out-devices", type=Path, required=True, help="accuracy per device (CSV)")
     command.set_defaults(handler=_report_metrics)
 
 

@@ -53,11 +53,15 @@ def _location(path: Iterable) -> str:
 
 
 def validate_config(config: dict, schema: str | Path) -> None:
-    """Raise a one-line PipelineError for the first problem jsonschema finds, naming the key."""
+    """Raise a one-line PipelineError for the first problem jsonschema finds, naming the key; then check what no
+    schema can say (GPU requests, every job spec against the model registry, report names), so that a wrong
+    setting stops the workflow before any job runs rather than after Snakemake has removed the old outputs."""
     validator = jsonschema.Draft202012Validator(_read_yaml(Path(schema)))
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is None:
         _check_gpu_request(config)
+        _check_job_specs(config)
+        _check_reports(config)
         return
     where = _location(error.absolute_path)
     if error.validator == "additionalProperties":
@@ -79,7 +83,54 @@ def _check_gpu_request(config: dict) -> None:
         )
 
 
+def _check_model(where: str, model: dict, frontend: dict) -> None:
+    from dsflexinet.models.registry import model_spec
+
+    try:
+        spec = model_spec(model["name"])
+    except PipelineError as error:
+        raise PipelineError(f"config: {where}.model.name: {error}") from None
+    unknown = sorted(set(model.get("options", {})) - set(spec.options))
+    if unknown:
+        raise PipelineError(
+            f"config: {where}.model.options: {model['name']} takes no option {', '.join(map(repr, unknown))}"
+            f" (it takes {', '.join(spec.options)})"
+        )
+    if frontend["preset"] != spec.frontend:
+        raise PipelineError(
+            f"config: {where}.frontend.preset is {frontend['preset']!r} but {model['name']} is fed by the"
+            f" {spec.frontend!r} frontend"
+        )
+
+
+def _check_job_specs(config: dict) -> None:
+    for name in config["teachers"]["architectures"]:
+        architecture = config["teachers"]["architectures"][name]
+        _check_model(f"teachers.architectures.{name}", architecture["model"], architecture["frontend"])
+    for run in config["students"]["runs"]:
+        settings = student_settings(config, run)
+        _check_model(f"students.runs.{run}", settings["model"], settings["frontend"])
+        qat = settings["qat"]
+        if qat["freeze_last_epochs"] >= qat["epochs"]:
+            raise PipelineError(
+                f"config: students.runs.{run}.qat: freeze_last_epochs ({qat['freeze_last_epochs']}) must be smaller"
+                f" than epochs ({qat['epochs']}): the observers need at least one epoch to calibrate"
+            )
+
+
+def _check_reports(config: dict) -> None:
+    runs = config["students"]["runs"]
+    for section, entries in config["reports"].items():
+        for label, run in (entries.items() if isinstance(entries, dict) else zip(entries, entries, strict=True)):
+            if run not in runs:
+                key = f"reports.{section}" + (f".{label}" if isinstance(entries, dict) else "")
+                raise PipelineError(f"config: {key} names student run {run!r}, which students.runs does not define")
+
+
 # --- job specs: what one training job needs, resolved from the validated config --------------------------------
+
+# A student's ADIR threshold `energy_analysis`: the threshold the energy analysis of its training set reports.
+ENERGY_ANALYSIS = "energy_analysis"
 
 
 def teacher_names(config: dict) -> list[str]:
@@ -133,8 +184,14 @@ def student_settings(config: dict, run: str) -> dict:
     return merge(config["students"]["defaults"], runs[run] or {})
 
 
-def student_spec(config: dict, run: str) -> dict:
-    """The training spec of one student; `distillation` is absent when it learns from labels alone."""
+def student_seeds(config: dict) -> list[int]:
+    """The seeds every student run is trained with (each seed: its own training, QAT and evaluation)."""
+    return list(config["students"]["seeds"])
+
+
+def student_spec(config: dict, run: str, seed: int) -> dict:
+    """The training spec of one seed of a student run; `distillation` is absent when it learns from labels
+    alone."""
     settings = student_settings(config, run)
     spec = {
         "model": settings["model"],
@@ -142,11 +199,35 @@ def student_spec(config: dict, run: str) -> dict:
         "augment": {"time_roll": settings["time_roll"], "freq_mixstyle": settings["freq_mixstyle"],
                     "device_ir": _device_ir(settings["device_ir"])},
         "schedule": settings["schedule"],
-        "seed": settings["seed"],
+        "seed": seed,
     }  # fmt: skip
     if settings["teachers"] != "none":
         spec["distillation"] = {"teachers": settings["teachers"], **settings["distillation"]}
     return spec
+
+
+def fixed_energy_threshold(config: dict) -> float | None:
+    """`energy.threshold` as a number, None for `auto` (the mean energy of the training clips, as the paper)."""
+    threshold = config["energy"]["threshold"]
+    return None if threshold == "auto" else float(threshold)
+
+
+def needs_energy_analysis(spec: dict) -> bool:
+    """Whether a job's ADIR threshold comes from the energy analysis (so the job reads energy.json)."""
+    device_ir = spec["augment"]["device_ir"]
+    return bool(device_ir) and device_ir["mode"] == "adir" and device_ir["energy_threshold"] == ENERGY_ANALYSIS
+
+
+def resolve_job_spec(spec: dict, energy_threshold: float | None) -> dict:
+    """The spec as the job runs it: derived settings replaced by their values. The training job calls this once
+    and records the result in model.pt; everything after reads the number from there."""
+    if not needs_energy_analysis(spec):
+        return spec
+    if energy_threshold is None:
+        raise PipelineError(f"the ADIR threshold is {ENERGY_ANALYSIS!r} but the job was given no energy analysis")
+    resolved = copy.deepcopy(spec)
+    resolved["augment"]["device_ir"]["energy_threshold"] = energy_threshold
+    return resolved
 
 
 def qat_spec(config: dict, run: str) -> dict:

@@ -5,23 +5,18 @@ rule energy_analysis:
     input:
         CACHE["train"],
     output:
-        stats="results/energy/energy.json",
-        figure=report(
-            "results/figures/fig2_energy_histogram.png",
-            caption="../report/fig2.rst",
-            category="Figures",
-        ),
+        stats=ENERGY.stats,
+        figure=report(ENERGY.figure, caption="../report/fig2.rst", category="Figures"),
     params:
-        threshold=config["energy"]["threshold"],
+        threshold=flag("threshold", fixed_energy_threshold(config)),
     log:
-        "logs/analysis/energy_analysis.log",
+        "logs/{subset}/analysis/energy_analysis.log",
     benchmark:
-        "results/benchmarks/energy_analysis.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/energy_analysis.tsv"
     resources:
-        mem_mb=LIGHT_RESOURCES["mem_mb"],
-        runtime=LIGHT_RESOURCES["runtime"],
+        **LIGHT_RESOURCES,
     conda:
         ENV
     shell:
-        "python -m dsflexinet energy --cache {input:q} --threshold {params.threshold}"
+        "python -m dsflexinet energy --cache {input:q} {params.threshold}"
         " --out-json {output.stats:q} --out-png {output.figure:q} > {log:q} 2>&1"

@@ -1,12 +1,23 @@
-# Shared definitions: config validation, paths, job specs and the functions that list each step's inputs.
-# Specs are resolved by the package (dsflexinet.config); this file only maps them onto files.
+# Shared definitions: config validation, job specs and the functions that list each step's inputs.
+# Specs are resolved by the package (dsflexinet.config), paths come from its run layout (dsflexinet.layout); this
+# file only maps one onto the other.
 import json
 import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from dsflexinet.config import qat_spec, student_spec, teacher_names, teacher_spec, validate_config
+from dsflexinet import layout
+from dsflexinet.config import (
+    fixed_energy_threshold,
+    needs_energy_analysis,
+    qat_spec,
+    student_seeds,
+    student_spec,
+    teacher_names,
+    teacher_spec,
+    validate_config,
+)
 from dsflexinet.data.download import read_manifest
 from dsflexinet.data.tau22 import DATASET_DIRNAME, SPLIT_FILES
 from dsflexinet.errors import PipelineError
@@ -28,15 +39,29 @@ DATASET = f"{DATA_ROOT}/{DATASET_DIRNAME}"
 DATASET_TABLES = [f"{DATASET}/meta.csv"] + [f"{DATASET}/{path}" for path in SPLIT_FILES.values()]
 TAU22_ARCHIVES = read_manifest("tau22.md5")
 IR_DIR = f"{DATA_ROOT}/impulse_responses/{DATA['impulse_responses']['source']}"
-CACHE = {split: f"results/cache/{split}.npy" for split in DATA["splits"]}
+CACHE = {split: layout.cache(split) for split in DATA["splits"]}
+SUBSET = layout.subset_name(DATA["train_subset"])
 TEACHERS = teacher_names(config)
 STUDENTS = list(config["students"]["runs"])
+SEEDS = student_seeds(config)
 REPORTS = config["reports"]
 COMPUTE = config["compute"]
 THREADS = COMPUTE["threads"]
 TRAIN_RESOURCES = config["resources"]["train"]
 LIGHT_RESOURCES = config["resources"]["light"]
+DATA_RESOURCES = config["resources"]["data"]
 ENV = "../../envs/pipeline.yaml"
+# Wildcard patterns of the run layout.
+TEACHER = layout.teacher()
+ENSEMBLE = layout.ensemble()
+ENERGY = layout.energy()
+STUDENT = layout.student()
+
+
+wildcard_constraints:
+    subset=r"split\d+",
+    seed=r"\d+",
+    precision="float|int8",
 
 
 def as_json(value):
@@ -49,26 +74,37 @@ def flag(name, path):
     return f"--{name} {shlex.quote(str(path))}" if path else ""
 
 
-def training_inputs(spec, teachers=None):
+def work_dir(files):
+    """A job's working directory (checkpoints, TensorBoard log) for the rule's wildcards."""
+    return lambda wildcards: files.directory.format(**wildcards)
+
+
+def training_inputs(spec, subset, teachers=None):
     """Files a training job reads besides the caches: the DIR set, the energy analysis, teacher logits."""
     inputs = {"train": CACHE["train"], "test": CACHE["test"]}
-    device_ir = spec["augment"]["device_ir"]
-    if device_ir:
+    if spec["augment"]["device_ir"]:
         inputs["impulse_responses"] = IR_DIR
-        if device_ir["mode"] == "adir" and device_ir["energy_threshold"] == "auto":
-            inputs["energy"] = "results/energy/energy.json"
+    if needs_energy_analysis(spec):
+        inputs["energy"] = layout.energy(subset).stats
     if teachers:
-        inputs["teacher_logits"] = f"results/ensemble/{teachers}.npz"
+        inputs["teacher_logits"] = layout.ensemble(subset).logits(teachers)
     return inputs
 
 
 def teacher_inputs(wildcards):
-    return training_inputs(teacher_spec(config, wildcards.teacher))
+    return training_inputs(teacher_spec(config, wildcards.teacher), wildcards.subset)
 
 
 def student_inputs(wildcards):
-    spec = student_spec(config, wildcards.run)
-    return training_inputs(spec, spec.get("distillation", {}).get("teachers"))
+    spec = student_spec(config, wildcards.run, int(wildcards.seed))
+    return training_inputs(spec, wildcards.subset, spec.get("distillation", {}).get("teachers"))
+
+
+def qat_inputs(wildcards):
+    """QAT reads the resolved spec from the float model: the energy analysis is not needed again."""
+    inputs = student_inputs(wildcards)
+    inputs.pop("energy", None)
+    return inputs
 
 
 def optional_training_flags(wildcards, input):
@@ -77,44 +113,57 @@ def optional_training_flags(wildcards, input):
     )
 
 
-def student_model(wildcards):
-    if wildcards.precision == "int8":
-        return f"results/students/{wildcards.run}/qat/model_int8.pt"
-    return f"results/students/{wildcards.run}/model.pt"
-
-
-# What each table reads of a student run directory.
-TABLE_FILES = {
-    "table2": ("eval_float.json", "eval_int8.json", "complexity.json", "qat/quantized.json"),
-    "table3": ("eval_int8.json", "complexity.json"),
-    "table4": ("eval_float.json",),
-    "table5": ("eval_float.json",),
+# The files of a student run that each report reads, by role.
+TABLE_ROLES = {
+    "table2": ("eval_float", "eval_int8", "complexity", "quantized"),
+    "table3": ("eval_int8", "complexity"),
+    "table4": ("eval_float",),
+    "table5": ("eval_float",),
 }
+METRICS_ROLES = ("eval_float", "eval_int8", "complexity", "history")
 
 
-def report_runs(section):
-    """{row label: run directory} of a report section; a list of runs labels each row by its run."""
+def run_files(run, seed, subset=SUBSET):
+    """Every file of one seed of a student run that reports read, by role."""
+    files = layout.student(subset, run, seed)
+    return {
+        "eval_float": files.evaluation("float"),
+        "eval_int8": files.evaluation("int8"),
+        "complexity": files.complexity,
+        "quantized": files.qat.info,
+        "history": files.training.history,
+    }
+
+
+def report_inputs(runs, roles):
+    """{label: {seed: {role: path}}} for labelled student runs: what a report command is given."""
+    return {
+        label: {str(seed): {role: run_files(run, seed)[role] for role in roles} for seed in SEEDS}
+        for label, run in runs.items()
+    }
+
+
+def report_section(section):
+    """{row label: run} of a report section; a list of runs labels each row by its run."""
     runs = REPORTS[section]
-    pairs = runs.items() if isinstance(runs, dict) else ((run, run) for run in runs)
-    return {label: f"results/students/{run}" for label, run in pairs}
+    return dict(runs) if isinstance(runs, dict) else {run: run for run in runs}
+
+
+def input_paths(inputs):
+    return [path for seeds in inputs.values() for files in seeds.values() for path in files.values()]
 
 
 def table_inputs(wildcards):
-    directories = report_runs(wildcards.table).values()
-    return [f"{directory}/{name}" for directory in directories for name in TABLE_FILES[wildcards.table]]
-
-
-def labelled_flags(pairs):
-    return " ".join(f"--run {shlex.quote(f'{label}={path}')}" for label, path in pairs.items())
+    return input_paths(report_inputs(report_section(wildcards.table), TABLE_ROLES[wildcards.table]))
 
 
 def final_targets():
     return [
-        "results/data/dataset.json",
-        "results/energy/energy.json",
-        "results/ensemble/fusion.json",
-        *expand("results/tables/{table}.md", table=["table2", "table3", "table4", "table5"]),
-        "results/figures/fig2_energy_histogram.png",
-        *expand("results/figures/fig3_confusion_{name}.png", name=REPORTS["fig3"]),
-        "results/metrics.json",
+        layout.DATASET_SUMMARY,
+        layout.energy(SUBSET).stats,
+        layout.energy(SUBSET).figure,
+        layout.ensemble(SUBSET).report,
+        *(layout.table(table) for table in ("table2", "table3", "table4", "table5")),
+        *(layout.figure(f"fig3_confusion_{name}") for name in REPORTS["fig3"]),
+        layout.METRICS,
     ]

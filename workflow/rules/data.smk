@@ -12,11 +12,11 @@ if DATA["source"] == "synthetic":
         log:
             "logs/data/generate_synthetic_dataset.log",
         benchmark:
-            "results/benchmarks/generate_synthetic_dataset.tsv"
-        threads: 2
+            f"{layout.BENCHMARKS}/generate_synthetic_dataset.tsv"
+        threads: DATA_RESOURCES["threads"]
         resources:
-            mem_mb=3000,
-            runtime=30,
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
         conda:
             ENV
         shell:
@@ -37,8 +37,8 @@ else:
             "logs/data/download_{archive}.log",
         retries: 2
         resources:
-            mem_mb=500,
-            runtime=240,
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
         conda:
             ENV
         shell:
@@ -55,10 +55,10 @@ else:
         log:
             "logs/data/extract_tau22.log",
         benchmark:
-            "results/benchmarks/extract_tau22.tsv"
+            f"{layout.BENCHMARKS}/extract_tau22.tsv"
         resources:
-            mem_mb=1000,
-            runtime=240,
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
         conda:
             ENV
         shell:
@@ -74,10 +74,10 @@ rule synthesise_impulse_responses:
     log:
         "logs/data/synthesise_impulse_responses.log",
     benchmark:
-        "results/benchmarks/synthesise_impulse_responses.tsv"
+        f"{layout.BENCHMARKS}/synthesise_impulse_responses.tsv"
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=DATA_RESOURCES["mem_mb"],
+        runtime=DATA_RESOURCES["runtime"],
     conda:
         ENV
     shell:
@@ -94,11 +94,11 @@ rule fetch_micirp:
     log:
         "logs/data/fetch_micirp.log",
     benchmark:
-        "results/benchmarks/fetch_micirp.tsv"
+        f"{layout.BENCHMARKS}/fetch_micirp.tsv"
     retries: 2
     resources:
-        mem_mb=1000,
-        runtime=30,
+        mem_mb=DATA_RESOURCES["mem_mb"],
+        runtime=DATA_RESOURCES["runtime"],
     conda:
         ENV
     shell:
@@ -111,16 +111,16 @@ rule validate_dataset:
         tables=DATASET_TABLES,
         audio=f"{DATASET}/audio",
     output:
-        "results/data/dataset.json",
+        layout.DATASET_SUMMARY,
     params:
         root=lambda wildcards, input: Path(input.audio).parent,
     log:
         "logs/data/validate_dataset.log",
     benchmark:
-        "results/benchmarks/validate_dataset.tsv"
+        f"{layout.BENCHMARKS}/validate_dataset.tsv"
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=DATA_RESOURCES["mem_mb"],
+        runtime=DATA_RESOURCES["runtime"],
     conda:
         ENV
     shell:
@@ -129,12 +129,12 @@ rule validate_dataset:
 
 rule cache_waveforms:
     input:
-        summary="results/data/dataset.json",
+        summary=layout.DATASET_SUMMARY,
         audio=f"{DATASET}/audio",
         split=lambda wildcards: f"{DATASET}/{DATA['splits'][wildcards.split]}",
     output:
-        waves="results/cache/{split}.npy",
-        table="results/cache/{split}.tsv",
+        waves=layout.cache(),
+        table=layout.cache().replace(".npy", ".tsv"),
     params:
         root=lambda wildcards, input: Path(input.audio).parent,
         split_file=lambda wildcards: DATA["splits"][wildcards.split],
@@ -146,11 +146,11 @@ rule cache_waveforms:
     log:
         "logs/data/cache_waveforms_{split}.log",
     benchmark:
-        "results/benchmarks/cache_waveforms_{split}.tsv"
-    threads: 2
+        f"{layout.BENCHMARKS}/cache_waveforms_{{split}}.tsv"
+    threads: DATA_RESOURCES["threads"]
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=DATA_RESOURCES["mem_mb"],
+        runtime=DATA_RESOURCES["runtime"],
     conda:
         ENV
     shell:

@@ -3,20 +3,19 @@
 
 rule fuse_teachers:
     input:
-        logits=expand("results/teachers/{teacher}/logits.npz", teacher=TEACHERS),
+        logits=lambda wildcards: [layout.teacher(wildcards.subset, name).logits for name in TEACHERS],
         train=CACHE["train"],
         test=CACHE["test"],
     output:
-        fused="results/ensemble/fused.npz",
-        average="results/ensemble/average.npz",
-        report="results/ensemble/fusion.json",
+        fused=ENSEMBLE.fused,
+        average=ENSEMBLE.average,
+        report=ENSEMBLE.report,
     params:
         steps=config["teachers"]["fusion_steps"],
-        out_dir=lambda wildcards, output: Path(output.report).parent,
     log:
-        "logs/distill/fuse_teachers.log",
+        "logs/{subset}/distill/fuse_teachers.log",
     benchmark:
-        "results/benchmarks/fuse_teachers.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/fuse_teachers.tsv"
     threads: THREADS
     resources:
         **LIGHT_RESOURCES,
@@ -24,4 +23,5 @@ rule fuse_teachers:
         ENV
     shell:
         "python -m dsflexinet --threads {threads} fuse {input.logits:q} --train-cache {input.train:q}"
-        " --test-cache {input.test:q} --steps {params.steps} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --test-cache {input.test:q} --steps {params.steps} --out-fused {output.fused:q}"
+        " --out-average {output.average:q} --out-report {output.report:q} > {log:q} 2>&1"

@@ -3,27 +3,28 @@
 
 rule qat_student:
     input:
-        unpack(student_inputs),
-        float_model="results/students/{run}/model.pt",
+        unpack(qat_inputs),
+        float_model=STUDENT.training.model,
     output:
-        model="results/students/{run}/qat/model_int8.pt",
-        info="results/students/{run}/qat/quantized.json",
-        history="results/students/{run}/qat/history.csv",
+        model=STUDENT.qat.training.model,
+        info=STUDENT.qat.info,
+        history=STUDENT.qat.training.history,
     params:
         spec=lambda wildcards: as_json(qat_spec(config, wildcards.run)),
         compute=as_json(COMPUTE),
         optional=optional_training_flags,
-        out_dir=lambda wildcards, output: Path(output.model).parent,
+        work_dir=work_dir(STUDENT.qat.training),
     log:
-        "logs/quant/qat_{run}.log",
+        "logs/{subset}/quant/qat_{run}_s{seed}.log",
     benchmark:
-        "results/benchmarks/qat_student_{run}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/qat_student_{{run}}_s{{seed}}.tsv"
     threads: THREADS
     resources:
         **TRAIN_RESOURCES,
     conda:
         ENV
     shell:
-        "python -m dsflexinet --threads {threads} qat --model {input.float_model:q} --spec {params.spec:q} --compute {params.compute:q}"
-        " --train-cache {input.train:q} --test-cache {input.test:q} {params.optional}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "python -m dsflexinet --threads {threads} qat --float-model {input.float_model:q} --spec {params.spec:q}"
+        " --compute {params.compute:q} --train-cache {input.train:q} --test-cache {input.test:q} {params.optional}"
+        " --out-model {output.model:q} --out-history {output.history:q} --out-info {output.info:q}"
+        " --work-dir {params.work_dir:q} > {log:q} 2>&1"

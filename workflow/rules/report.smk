@@ -1,4 +1,4 @@
-# Reports: the paper's tables II-V, Fig. 3, and results/metrics.json. Each table reads only the runs it shows,
+# Reports: the paper's tables II-V, Fig. 3, and results/metrics.json. Each report reads only the runs it shows,
 # so changing one student reruns that student and the reports that use it.
 
 
@@ -6,72 +6,69 @@ rule report_table:
     input:
         table_inputs,
     output:
-        csv=report("results/tables/{table}.csv", caption="../report/tables.rst", category="Tables"),
-        markdown="results/tables/{table}.md",
+        csv=report(layout.table("{table}", "csv"), caption="../report/tables.rst", category="Tables"),
+        markdown=layout.table("{table}", "md"),
     wildcard_constraints:
         table="table[2-5]",
     params:
-        runs=lambda wildcards: labelled_flags(report_runs(wildcards.table)),
+        inputs=lambda wildcards: as_json(
+            report_inputs(report_section(wildcards.table), TABLE_ROLES[wildcards.table])
+        ),
     log:
         "logs/report/{table}.log",
     benchmark:
-        "results/benchmarks/report_table_{table}.tsv"
+        f"{layout.BENCHMARKS}/report_table_{{table}}.tsv"
     resources:
         **LIGHT_RESOURCES,
     conda:
         ENV
     shell:
-        "python -m dsflexinet report-table {wildcards.table} {params.runs}"
+        "python -m dsflexinet report-table {wildcards.table} --inputs {params.inputs:q}"
         " --out-csv {output.csv:q} --out-md {output.markdown:q} > {log:q} 2>&1"
 
 
 rule report_confusion:
     input:
-        lambda wildcards: f"results/students/{REPORTS['fig3'][wildcards.name]}/eval_float.json",
+        lambda wildcards: [layout.student(SUBSET, REPORTS["fig3"][wildcards.name], seed).evaluation("float")
+                           for seed in SEEDS],
     output:
-        report(
-            "results/figures/fig3_confusion_{name}.png",
-            caption="../report/fig3.rst",
-            category="Figures",
-        ),
+        report(layout.figure("fig3_confusion_{name}"), caption="../report/fig3.rst", category="Figures"),
     params:
         title=lambda wildcards: f"Residual Normalization over {wildcards.name} (run {REPORTS['fig3'][wildcards.name]})",
+        evaluations=lambda wildcards, input: " ".join(f"--eval {shlex.quote(path)}" for path in input),
     log:
         "logs/report/fig3_{name}.log",
     benchmark:
-        "results/benchmarks/report_confusion_{name}.tsv"
+        f"{layout.BENCHMARKS}/report_confusion_{{name}}.tsv"
     resources:
         **LIGHT_RESOURCES,
     conda:
         ENV
     shell:
-        "python -m dsflexinet report-confusion --eval {input:q} --title {params.title:q} --out {output:q}"
+        "python -m dsflexinet report-confusion {params.evaluations} --title {params.title:q} --out {output:q}"
         " > {log:q} 2>&1"
 
 
 rule report_metrics:
     input:
-        runs=expand(
-            "results/students/{run}/{name}",
-            run=STUDENTS,
-            name=("eval_float.json", "eval_int8.json", "complexity.json", "history.csv"),
-        ),
-        fusion="results/ensemble/fusion.json",
-        energy="results/energy/energy.json",
+        runs=input_paths(report_inputs({run: run for run in STUDENTS}, METRICS_ROLES)),
+        fusion=layout.ensemble(SUBSET).report,
+        energy=layout.energy(SUBSET).stats,
     output:
-        metrics="results/metrics.json",
-        curves="results/plots/val_accuracy.csv",
-        devices="results/plots/device_accuracy.csv",
+        metrics=layout.METRICS,
+        curves=layout.VALIDATION_CURVES,
+        devices=layout.DEVICE_ACCURACY,
     params:
-        runs=labelled_flags({run: f"results/students/{run}" for run in STUDENTS}),
+        inputs=as_json(report_inputs({run: run for run in STUDENTS}, METRICS_ROLES)),
     log:
         "logs/report/metrics.log",
     benchmark:
-        "results/benchmarks/report_metrics.tsv"
+        f"{layout.BENCHMARKS}/report_metrics.tsv"
     resources:
         **LIGHT_RESOURCES,
     conda:
         ENV
     shell:
-        "python -m dsflexinet report-metrics {params.runs} --fusion {input.fusion:q} --energy {input.energy:q}"
-        " --out {output.metrics:q} > {log:q} 2>&1"
+        "python -m dsflexinet report-metrics --inputs {params.inputs:q} --fusion {input.fusion:q}"
+        " --energy {input.energy:q} --out {output.metrics:q} --out-curves {output.curves:q}"
+        " --out-devices {output.devices:q} > {log:q} 2>&1"

@@ -1,42 +1,36 @@
-# DS-FlexiNet students: training (RN, FMS, DIR/ADIR, KD as each run's settings say) and evaluation.
+# DS-FlexiNet students: training (RN, FMS, DIR/ADIR, KD as each run's settings say) and evaluation. Every run is
+# trained once per seed of `students.seeds`.
 
 
-rule train_student:
+use rule train_teacher as train_student with:
     input:
         unpack(student_inputs),
     output:
-        model="results/students/{run}/model.pt",
-        history="results/students/{run}/history.csv",
+        model=STUDENT.training.model,
+        history=STUDENT.training.history,
     params:
-        spec=lambda wildcards: as_json(student_spec(config, wildcards.run)),
+        spec=lambda wildcards: as_json(student_spec(config, wildcards.run, int(wildcards.seed))),
         compute=as_json(COMPUTE),
         optional=optional_training_flags,
-        out_dir=lambda wildcards, output: Path(output.model).parent,
+        work_dir=work_dir(STUDENT.training),
     log:
-        "logs/students/train_{run}.log",
+        "logs/{subset}/students/train_{run}_s{seed}.log",
     benchmark:
-        "results/benchmarks/train_student_{run}.tsv"
-    threads: THREADS
-    resources:
-        **TRAIN_RESOURCES,
-    conda:
-        ENV
-    shell:
-        "python -m dsflexinet --threads {threads} train --spec {params.spec:q} --compute {params.compute:q}"
-        " --train-cache {input.train:q} --test-cache {input.test:q} {params.optional}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        f"{layout.BENCHMARKS}/{{subset}}/train_student_{{run}}_s{{seed}}.tsv"
 
 
 rule evaluate_student:
     input:
-        model=student_model,
+        model=lambda wildcards: layout.student(wildcards.subset, wildcards.run, wildcards.seed).model(
+            wildcards.precision
+        ),
         cache=CACHE["test"],
     output:
-        "results/students/{run}/eval_{precision}.json",
+        STUDENT.evaluation(),
     log:
-        "logs/students/evaluate_{run}_{precision}.log",
+        "logs/{subset}/students/evaluate_{run}_s{seed}_{precision}.log",
     benchmark:
-        "results/benchmarks/evaluate_student_{run}_{precision}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/evaluate_student_{{run}}_s{{seed}}_{{precision}}.tsv"
     threads: THREADS
     resources:
         **LIGHT_RESOURCES,
@@ -49,17 +43,17 @@ rule evaluate_student:
 
 rule student_complexity:
     output:
-        "results/students/{run}/complexity.json",
+        STUDENT.complexity,
     params:
-        model=lambda wildcards: student_spec(config, wildcards.run)["model"]["name"],
-        norm=lambda wildcards: flag("norm", student_spec(config, wildcards.run)["model"]["options"].get("norm")),
+        model=lambda wildcards: student_spec(config, wildcards.run, int(wildcards.seed))["model"]["name"],
+        options=lambda wildcards: as_json(student_spec(config, wildcards.run, int(wildcards.seed))["model"]["options"]),
     log:
-        "logs/students/complexity_{run}.log",
+        "logs/{subset}/students/complexity_{run}_s{seed}.log",
     benchmark:
-        "results/benchmarks/student_complexity_{run}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/student_complexity_{{run}}_s{{seed}}.tsv"
     resources:
         **LIGHT_RESOURCES,
     conda:
         ENV
     shell:
-        "python -m dsflexinet complexity {params.model} {params.norm} --out {output:q} > {log:q} 2>&1"
+        "python -m dsflexinet complexity {params.model} --options {params.options:q} --out {output:q} > {log:q} 2>&1"

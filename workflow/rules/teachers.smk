@@ -5,17 +5,17 @@ rule train_teacher:
     input:
         unpack(teacher_inputs),
     output:
-        model="results/teachers/{teacher}/model.pt",
-        history="results/teachers/{teacher}/history.csv",
+        model=TEACHER.training.model,
+        history=TEACHER.training.history,
     params:
         spec=lambda wildcards: as_json(teacher_spec(config, wildcards.teacher)),
         compute=as_json(COMPUTE),
         optional=optional_training_flags,
-        out_dir=lambda wildcards, output: Path(output.model).parent,
+        work_dir=work_dir(TEACHER.training),
     log:
-        "logs/teachers/train_{teacher}.log",
+        "logs/{subset}/teachers/train_{teacher}.log",
     benchmark:
-        "results/benchmarks/train_teacher_{teacher}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/train_teacher_{{teacher}}.tsv"
     threads: THREADS
     resources:
         **TRAIN_RESOURCES,
@@ -24,21 +24,22 @@ rule train_teacher:
     shell:
         "python -m dsflexinet --threads {threads} train --spec {params.spec:q} --compute {params.compute:q}"
         " --train-cache {input.train:q} --test-cache {input.test:q} {params.optional}"
-        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --out-model {output.model:q} --out-history {output.history:q} --work-dir {params.work_dir:q}"
+        " > {log:q} 2>&1"
 
 
 rule dump_teacher_logits:
     input:
-        model="results/teachers/{teacher}/model.pt",
+        model=TEACHER.training.model,
         caches=[CACHE["train"], CACHE["test"]],
     output:
-        "results/teachers/{teacher}/logits.npz",
+        TEACHER.logits,
     params:
         caches=lambda wildcards, input: " ".join(f"--cache {shlex.quote(path)}" for path in input.caches),
     log:
-        "logs/teachers/dump_logits_{teacher}.log",
+        "logs/{subset}/teachers/dump_logits_{teacher}.log",
     benchmark:
-        "results/benchmarks/dump_teacher_logits_{teacher}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/dump_teacher_logits_{{teacher}}.tsv"
     threads: THREADS
     resources:
         **LIGHT_RESOURCES,

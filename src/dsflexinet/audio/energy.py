@@ -1,9 +1,11 @@
 """Clip energy E(x) and the energy analysis behind ADIR's threshold (paper eq. 3 and Fig. 2).
 
 E(x) is the sum of squared samples of the 32 kHz float waveform in [-1, 1]: about 320 for a 1 s clip of RMS 0.1.
-The paper sets E_threshold to the average energy of the training set (323 on TAU22); `threshold="auto"` does
-the same on whatever cache it is given. The real training cache is 139,620 x 32,000 float32 (18 GB), so it is
-streamed in chunks from its memory map, never loaded whole.
+The paper sets E_threshold to the average energy of the training set (323 on TAU22); with no threshold given,
+the analysis does the same on whatever cache it is given. Its JSON is where a student's ADIR threshold
+`energy_analysis` comes from (`read_energy_threshold`); the training job records the number it read. The real
+training cache is 139,620 x 32,000 float32 (18 GB), so it is streamed in chunks from its memory map, never
+loaded whole.
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ def _summary(values: np.ndarray) -> dict:
     return {"count": int(values.size), "mean": float(values.mean()), "median": float(np.median(values))}
 
 
-def energy_statistics(energies: np.ndarray, clips: pd.DataFrame, threshold: float | str = "auto") -> dict:
-    """Distribution of E(x) overall, per device and per scene; the threshold ("auto": the mean) and how many
+def energy_statistics(energies: np.ndarray, clips: pd.DataFrame, threshold: float | None = None) -> dict:
+    """Distribution of E(x) overall, per device and per scene; the threshold (None: the mean) and how many
     clips lie above it."""
     if energies.size == 0:
         raise PipelineError("energy statistics: no clips")
-    value = float(energies.mean()) if threshold == "auto" else float(threshold)
+    value = float(energies.mean()) if threshold is None else float(threshold)
     above = energies > value
     groups = {}
     for column, key in (("device", "per_device"), ("scene_label", "per_scene")):
@@ -72,7 +74,7 @@ def energy_statistics(energies: np.ndarray, clips: pd.DataFrame, threshold: floa
             "silent_clips": int((energies == 0).sum()),  # E = 0: left out of the log-scale histogram
         },
         "threshold": value,
-        "threshold_source": "auto (mean energy of these clips)" if threshold == "auto" else "given",
+        "threshold_source": "mean energy of these clips" if threshold is None else "given",
         "clips_above_threshold": int(above.sum()),
         "fraction_above_threshold": float(above.mean()),
         **groups,
@@ -111,7 +113,7 @@ def plot_energy_histogram(energies: np.ndarray, threshold: float, out_png: str |
 
 
 def analyse_energy(
-    cache_path: str | os.PathLike, threshold: float | str, out_json: str | os.PathLike, out_png: str | os.PathLike
+    cache_path: str | os.PathLike, threshold: float | None, out_json: str | os.PathLike, out_png: str | os.PathLike
 ) -> dict:
     """Energy statistics of a waveform cache as JSON, and the histogram figure."""
     cache = WaveformCache.open(cache_path)
@@ -123,18 +125,15 @@ def analyse_energy(
     return stats
 
 
-def load_threshold(value: float | str | os.PathLike) -> float:
-    """ADIR's threshold: a number, or the `threshold` of an energy-analysis JSON file."""
+def read_energy_threshold(path: str | os.PathLike) -> float:
+    """The `threshold` of an energy-analysis JSON file: ADIR's E_threshold for students set to `energy_analysis`."""
+    path = Path(path)
     try:
-        threshold = float(value)  # a number, or a number written as text
-    except (TypeError, ValueError):
-        path = Path(value)
-        try:
-            threshold = float(json.loads(path.read_text())["threshold"])
-        except FileNotFoundError:
-            raise PipelineError(f"{path}: energy analysis not found (run the energy rule)") from None
-        except (ValueError, KeyError, TypeError) as error:
-            raise PipelineError(f"{path}: no numeric 'threshold' in this energy analysis ({error})") from None
+        threshold = float(json.loads(path.read_text())["threshold"])
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: energy analysis not found (run the energy rule)") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise PipelineError(f"{path}: no numeric 'threshold' in this energy analysis ({error})") from None
     if not math.isfinite(threshold) or threshold < 0:
-        raise PipelineError(f"ADIR energy threshold {threshold} is not a finite non-negative number")
+        raise PipelineError(f"{path}: ADIR energy threshold {threshold} is not a finite non-negative number")
     return threshold

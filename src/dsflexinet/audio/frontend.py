@@ -152,6 +152,14 @@ class MelFrontend(nn.Module):
     def extra_repr(self) -> str:
         return repr(self.config)
 
+    def train(self, mode: bool = True) -> MelFrontend:
+        """Back in eval mode, the eval bank is built at once: after training the kept bank is a jittered one,
+        and a trace must find the eval bank ready rather than record its construction."""
+        super().train(mode)
+        if not mode:
+            self.banded_bank(self.config.fmin, self.config.fmax, self.window.device)
+        return self
+
     def banded_bank(self, fmin: float, fmax: float, device: torch.device) -> BandedBank:
         """The bank for (fmin, fmax); the last one is kept, so eval mode builds it once."""
         key = (fmin, fmax, device)

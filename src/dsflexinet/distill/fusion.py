@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from dsflexinet.layout import EnsembleFiles
 
 
 @dataclass
@@ -62,13 +66,13 @@ def fit_fusion(logits: np.ndarray, labels: np.ndarray, steps: int = 300, weight_
 
 
 def fuse_teachers(
-    teacher_logits: dict[str, str | Path], train_cache: str | Path, test_cache: str | Path, out_dir: str | Path,
+    teacher_logits: dict[str, str | Path], train_cache: str | Path, test_cache: str | Path, out: EnsembleFiles,
     steps: int = 300,
 ) -> dict:  # fmt: skip
     """Fit eq. 4 on the training clips; write the fused and averaged ensembles and how every teacher scores.
 
-    Outputs in `out_dir`: `fused.npz` and `average.npz` (logits of all train and test clips, the format of
-    distill.logits), `fusion.json` (alpha, beta, training cross-entropies, test metrics per device of each
+    Outputs (layout.EnsembleFiles): the fused and averaged logits of all train and test clips (the format of
+    distill.logits), and the report (alpha, beta, training cross-entropies, test metrics per device of each
     teacher, the average and the fusion).
     """
     from dsflexinet.atomic import write_json
@@ -76,7 +80,6 @@ def fuse_teachers(
     from dsflexinet.distill.logits import load_logits, save_logits
     from dsflexinet.evaluate.metrics import scene_metrics
 
-    out_dir = Path(out_dir)
     splits = {"train": WaveformCache.open(train_cache).clips, "test": WaveformCache.open(test_cache).clips}
     stacked = {
         split: np.stack([load_logits(path, clips["filename"].tolist())[1] for path in teacher_logits.values()])
@@ -102,6 +105,6 @@ def fuse_teachers(
         report["train_cross_entropy"][name] = cross_entropy(fused["train"], labels["train"])
         report["test"][name] = scene_metrics(fused["test"], labels["test"], test_devices)
         filenames = np.concatenate([splits[split]["filename"].to_numpy() for split in splits])
-        save_logits(out_dir / f"{name}.npz", filenames, np.concatenate([fused[split] for split in splits]))
-    write_json(out_dir / "fusion.json", report)
+        save_logits(out.logits(name), filenames, np.concatenate([fused[split] for split in splits]))
+    write_json(out.report, report)
     return report

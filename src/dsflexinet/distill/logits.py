@@ -45,7 +45,8 @@ def load_logits(path: str | Path, filenames: list[str] | np.ndarray | None = Non
 
 def dump_teacher_logits(model_path: str | Path, cache_paths: list[str | Path], out: str | Path) -> int:
     """Run a trained teacher over every clip of the given caches; one file, keyed by file name."""
-    from dsflexinet.evaluate.inference import cache_logits, load_classifier
+    from dsflexinet.evaluate.inference import cache_logits
+    from dsflexinet.modelfile import load_classifier
 
     classifier = load_classifier(model_path)
     names, rows = [], []

@@ -52,7 +52,8 @@ def scene_metrics(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -
 def evaluate_model(model_path: str | Path, cache_path: str | Path, out_json: str | Path) -> dict:
     """Score a float or int8 model on a labelled split; the JSON is what tables, figures and DVC read."""
     from dsflexinet.atomic import write_json
-    from dsflexinet.evaluate.inference import cache_logits, load_classifier
+    from dsflexinet.evaluate.inference import cache_logits
+    from dsflexinet.modelfile import load_classifier
 
     cache, logits = cache_logits(load_classifier(model_path), cache_path)
     metrics = {"model": str(model_path), "split": str(cache_path)}

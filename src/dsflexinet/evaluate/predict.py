@@ -18,7 +18,8 @@ from dsflexinet.atomic import atomic_path
 from dsflexinet.data.tau22 import SCENES
 from dsflexinet.data.wav import fit_length, read_wav, resample
 from dsflexinet.errors import PipelineError
-from dsflexinet.evaluate.inference import load_classifier, predict_logits
+from dsflexinet.evaluate.inference import predict_logits
+from dsflexinet.modelfile import load_classifier
 
 log = logging.getLogger("dsflexinet")
 

@@ -81,15 +81,12 @@ def complexity(model: nn.Module, input_shape: Sequence[int]) -> dict:
     }
 
 
-def complexity_table(names: Sequence[str], norm: str | None = None) -> list[dict]:
-    """One row per registered model; `norm` applies to the models that take that option."""
+def complexity_table(names: Sequence[str], options: dict | None = None) -> list[dict]:
+    """One row per registered model, each built with `options` (as a job spec's `model.options`)."""
     rows = []
     for name in names:
         spec = model_spec(name)
-        options = {"norm": norm} if norm is not None and "norm" in spec.options else {}
-        model = build_model(name, **options)
-        rows.append({
-            "model": name, **options, "input_shape": list(spec.input_shape),
-            **complexity(model, spec.input_shape),
-        })  # fmt: skip
+        model = build_model(name, **(options or {}))
+        shape = spec.input_shape
+        rows.append({"model": name, "options": options or {}, "input_shape": list(shape), **complexity(model, shape)})
     return rows

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from dsflexinet.data.tau22 import SCENES
 from dsflexinet.models.initialise import kaiming_conv_bn
+
+if TYPE_CHECKING:
+    from dsflexinet.models.registry import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ class BasicBlock(nn.Module):
 class CPResNet(nn.Module):
     """Input (N, 1, mels, frames) -> logits (N, n_classes)."""
 
-    def __init__(self, config: CPResNetConfig, n_classes: int = 10):
+    def __init__(self, config: CPResNetConfig, n_classes: int = len(SCENES)):
         super().__init__()
         width = config.stem
         self.stem = nn.Sequential(
@@ -99,5 +104,10 @@ class CPResNet(nn.Module):
         return torch.flatten(self.pool(self.head(self.stages(self.stem(x)))), 1)
 
 
-def cp_resnet(size: str = "full", n_classes: int = 10) -> CPResNet:
+def cp_resnet(size: str = "full", n_classes: int = len(SCENES)) -> CPResNet:
     return CPResNet(CONFIGS[size], n_classes)
+
+
+def build_cp_resnet(spec: ModelSpec, n_classes: int = len(SCENES)) -> CPResNet:
+    """The registry's builder (models.registry)."""
+    return cp_resnet(spec.size, n_classes)

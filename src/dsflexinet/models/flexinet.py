@@ -37,16 +37,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.ao.nn.quantized import FloatFunctional
-from torch.ao.quantization import DeQuantStub, QuantStub
+from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules_qat
 
+from dsflexinet.data.tau22 import SCENES
 from dsflexinet.errors import PipelineError
 from dsflexinet.models.initialise import kaiming_conv_bn
 from dsflexinet.models.resnorm import build_norm
-from dsflexinet.quant.qat import fuse_conv_bn
+
+if TYPE_CHECKING:
+    from dsflexinet.models.registry import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ def conv_bn(
     return nn.Sequential(*layers)
 
 
+def fuse_conv_bn(sequence: nn.Sequential) -> None:
+    """Fuse a Sequential of conv, BN and optionally ReLU in place, for QAT (the model must be training)."""
+    fuse_modules_qat(sequence, [str(index) for index in range(len(sequence))], inplace=True)
+
+
 class FlexiBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: tuple[int, int], expansion: float, norm: str):
         super().__init__()
@@ -125,7 +134,7 @@ class FlexiBlock(nn.Module):
 class DSFlexiNet(nn.Module):
     """Input (N, 1, mels, frames) -> logits (N, n_classes)."""
 
-    def __init__(self, config: FlexiNetConfig, norm: str = "resnorm_channel", n_classes: int = 10):
+    def __init__(self, config: FlexiNetConfig, norm: str = "resnorm_channel", n_classes: int = len(SCENES)):
         super().__init__()
         self.quant = QuantStub()
         self.stem = nn.Sequential(conv_bn(1, config.stem[0], 3, 2), conv_bn(config.stem[0], config.stem[1], 3, 2))
@@ -154,7 +163,12 @@ class DSFlexiNet(nn.Module):
             block.fuse_model()
 
 
-def dsflexinet(size: str, norm: str = "resnorm_channel", n_classes: int = 10) -> DSFlexiNet:
+def dsflexinet(size: str, norm: str = "resnorm_channel", n_classes: int = len(SCENES)) -> DSFlexiNet:
     if size not in SIZES:
         raise PipelineError(f"unknown DS-FlexiNet size {size!r} (choose from {', '.join(SIZES)})")
     return DSFlexiNet(SIZES[size], norm, n_classes)
+
+
+def build_flexinet(spec: ModelSpec, norm: str = "resnorm_channel", n_classes: int = len(SCENES)) -> DSFlexiNet:
+    """The registry's builder (models.registry)."""
+    return dsflexinet(spec.size, norm, n_classes)

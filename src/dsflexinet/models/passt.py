@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsflexinet.data.tau22 import SCENES
 from dsflexinet.errors import PipelineError
+
+if TYPE_CHECKING:
+    from dsflexinet.models.registry import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ class Block(nn.Module):
 class PaSST(nn.Module):
     """Input (N, 1, mels, frames) -> logits (N, n_classes); `input_size` = (mels, frames) fixes the grid."""
 
-    def __init__(self, config: PaSSTConfig, input_size: tuple[int, int], n_classes: int = 10):
+    def __init__(self, config: PaSSTConfig, input_size: tuple[int, int], n_classes: int = len(SCENES)):
         super().__init__()
         self.config = config
         width = config.width
@@ -140,13 +145,24 @@ def _drop_rows(x: torch.Tensor, axis: int, count: int) -> torch.Tensor:
     return x.index_select(axis, keep)
 
 
-def passt(size: str = "s", input_size: tuple[int, int] = (128, 100), n_classes: int = 10, **overrides) -> PaSST:
+def passt(
+    size: str = "s", input_size: tuple[int, int] = (128, 100), n_classes: int = len(SCENES), **overrides
+) -> PaSST:
     """A named PaSST; `overrides` replace config fields (e.g. freq_patchout=4)."""
     known = set(PaSSTConfig.__dataclass_fields__)
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise PipelineError(f"PaSST has no setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     return PaSST(replace(CONFIGS[size], **overrides), input_size, n_classes)
+
+
+def build_passt(
+    spec: ModelSpec, n_classes: int = len(SCENES), pretrained_path: str | None = None, **patchout
+) -> PaSST:
+    """The registry's builder (models.registry): the patch grid of its frontend's 1 s clip, AudioSet weights
+    where `pretrained_path` names them."""
+    model = passt(spec.size, spec.input_shape[1:], n_classes, **patchout)
+    return load_pretrained(model, pretrained_path) if pretrained_path else model
 
 
 # --- the public AudioSet checkpoint ---------------------------------------------------------------------------

@@ -1,57 +1,41 @@
 """Every model of the pipeline, built from config by name.
 
-A spec also says which frontend preset (audio.frontend) feeds the model and the input shape of one 1 s clip
-there, so the workflow picks the frontend and the complexity count its input from the model name alone.
+A spec also names the frontend preset (audio.frontend) that feeds the model; the input shape of one clip is
+what that frontend computes. The table itself imports no torch (the model families are imported when a model
+is built), so the workflow checks a config's model names and options against it when the DAG is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
+from dsflexinet.data.tau22 import SCENES
 from dsflexinet.errors import PipelineError
-from dsflexinet.models.cp_resnet import cp_resnet
-from dsflexinet.models.flexinet import dsflexinet
-from dsflexinet.models.passt import load_pretrained, passt
 
-# (channels, mels, frames) of one 1 s clip at 32 kHz, per frontend preset
-FRONTEND_SHAPES = {"student": (1, 256, 64), "cp_resnet": (1, 256, 43), "passt": (1, 128, 100)}
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    build: Callable[..., nn.Module]
-    frontend: str
+    family: str  # module of dsflexinet.models holding the builder `build_<family>`
+    size: str
+    frontend: str  # the audio.frontend preset that feeds it
     options: tuple[str, ...]  # the keyword options build_model accepts for this model
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return FRONTEND_SHAPES[self.frontend]
+        """(channels, mels, frames) of one 1 s clip through this model's frontend (DCASE counts per 1 s)."""
+        from dsflexinet.audio.frontend import FRONTEND_PRESETS, output_shape
 
+        return (1, *output_shape(FRONTEND_PRESETS[self.frontend]))
 
-def _student(size: str) -> Callable[..., nn.Module]:
-    def build(norm: str = "resnorm_channel", n_classes: int = 10) -> nn.Module:
-        return dsflexinet(size, norm, n_classes)
-
-    return build
-
-
-def _cp_resnet(size: str) -> Callable[..., nn.Module]:
-    def build(n_classes: int = 10) -> nn.Module:
-        return cp_resnet(size, n_classes)
-
-    return build
-
-
-def _passt(size: str) -> Callable[..., nn.Module]:
-    def build(n_classes: int = 10, pretrained_path: str | None = None, **patchout) -> nn.Module:
-        model = passt(size, FRONTEND_SHAPES["passt"][1:], n_classes, **patchout)
-        return load_pretrained(model, pretrained_path) if pretrained_path else model
-
-    return build
+    def build(self, **options) -> nn.Module:
+        family = importlib.import_module(f"dsflexinet.models.{self.family}")
+        return getattr(family, f"build_{self.family}")(self, **options)
 
 
 _STUDENT_OPTIONS = ("norm", "n_classes")
@@ -59,14 +43,15 @@ _PASST_OPTIONS = ("n_classes", "pretrained_path", "freq_patchout", "time_patchou
 _SPECS = {
     spec.name: spec
     for spec in (
-        *(ModelSpec(f"dsflexinet_{size}", _student(size), "student", _STUDENT_OPTIONS)
+        *(ModelSpec(f"dsflexinet_{size}", "flexinet", size, "student", _STUDENT_OPTIONS)
           for size in ("sm1", "sm2", "sm3", "sm4")),
-        ModelSpec("cp_resnet", _cp_resnet("full"), "cp_resnet", ("n_classes",)),
-        ModelSpec("cp_resnet_tiny", _cp_resnet("tiny"), "cp_resnet", ("n_classes",)),
-        ModelSpec("passt_s", _passt("s"), "passt", _PASST_OPTIONS),
-        ModelSpec("passt_tiny", _passt("tiny"), "passt", _PASST_OPTIONS),
+        ModelSpec("cp_resnet", "cp_resnet", "full", "cp_resnet", ("n_classes",)),
+        ModelSpec("cp_resnet_tiny", "cp_resnet", "tiny", "cp_resnet", ("n_classes",)),
+        ModelSpec("passt_s", "passt", "s", "passt", _PASST_OPTIONS),
+        ModelSpec("passt_tiny", "passt", "tiny", "passt", _PASST_OPTIONS),
     )
 }  # fmt: skip
+N_CLASSES = len(SCENES)
 
 
 def available_models() -> list[str]:

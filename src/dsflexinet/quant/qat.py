@@ -16,13 +16,11 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 
-import torch
 from torch import nn
 from torch.ao.nn.intrinsic.qat import freeze_bn_stats as _freeze_bn
 from torch.ao.quantization import (
     convert,
     disable_observer,
-    fuse_modules_qat,
     get_default_qat_module_mappings,
     get_default_qat_qconfig,
     get_default_static_quant_module_mappings,
@@ -30,14 +28,10 @@ from torch.ao.quantization import (
 from torch.ao.quantization import prepare_qat as _prepare_qat
 
 from dsflexinet.errors import PipelineError
+from dsflexinet.modelfile import use_engine
 from dsflexinet.models.resnorm import ResNorm
 from dsflexinet.quant.resnorm import QATResNorm, QuantizedResNorm
 
-BACKENDS = ("fbgemm", "x86")
-# An exported int8 classifier records the engine it was converted for under this name (a TorchScript extra file):
-# the engine repacks the weights at load time and its kernels round differently (9 of 900 test decisions of the
-# default run's sm1 differ between fbgemm and x86).
-ENGINE_RECORD = "quantized_engine"
 # float -> QAT and QAT -> int8 module swaps: PyTorch's, and ResNorm's.
 QAT_MAPPINGS = {**get_default_qat_module_mappings(), ResNorm: QATResNorm}
 INT8_MAPPINGS = {**get_default_static_quant_module_mappings(), QATResNorm: QuantizedResNorm}
@@ -51,23 +45,6 @@ def _eager_quantization() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated", category=UserWarning)
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel")
         yield
-
-
-def fuse_conv_bn(sequence: nn.Sequential) -> None:
-    """Fuse a Sequential of conv, BN and optionally ReLU in place, for QAT (the model must be training)."""
-    fuse_modules_qat(sequence, [str(index) for index in range(len(sequence))], inplace=True)
-
-
-def use_engine(backend: str, source: str = "") -> None:
-    """Run this process's int8 kernels on `backend` (PyTorch's quantized engine is one global setting);
-    `source` names the file that asked for it in errors."""
-    where = f"{source}: " if source else ""
-    if backend not in BACKENDS:
-        raise PipelineError(f"{where}unknown quantization backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    if backend not in torch.backends.quantized.supported_engines:
-        supported = ", ".join(torch.backends.quantized.supported_engines)
-        raise PipelineError(f"{where}this PyTorch build has no {backend!r} quantized engine (it has: {supported})")
-    torch.backends.quantized.engine = backend
 
 
 def prepare_qat(model: nn.Module, backend: str = "fbgemm") -> nn.Module:

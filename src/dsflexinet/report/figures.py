@@ -20,10 +20,12 @@ SHORT_LABELS = {
 }  # fmt: skip
 
 
-def plot_confusion(eval_json: Path, title: str, out_png: Path) -> np.ndarray:
-    """Row-normalised confusion matrix (% of each true scene) with the counts' percentages written in."""
-    metrics = read_json(eval_json)
-    counts = np.asarray(metrics["confusion_matrix"], dtype=float)
+def plot_confusion(eval_jsons: list[Path], title: str, out_png: Path) -> np.ndarray:
+    """Row-normalised confusion matrix (% of each true scene) with the percentages written in; the counts of
+    several evaluations (the seeds of a run) add up."""
+    evaluations = [read_json(path) for path in eval_jsons]
+    metrics = evaluations[0]
+    counts = np.sum([np.asarray(e["confusion_matrix"], dtype=float) for e in evaluations], axis=0)
     rates = 100 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     labels = [SHORT_LABELS.get(label, label) for label in metrics["labels"]]
     figure, axes = plt.subplots(figsize=(6.4, 5.6))
@@ -35,7 +37,9 @@ def plot_confusion(eval_json: Path, title: str, out_png: Path) -> np.ndarray:
     axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(f"{title}\naccuracy {100 * metrics['accuracy']:.1f} %")
+    accuracy = np.trace(counts) / counts.sum()
+    seeds = f", {len(evaluations)} seeds pooled" if len(evaluations) > 1 else ""
+    axes.set_title(f"{title}\naccuracy {100 * accuracy:.1f} %{seeds}")
     figure.colorbar(image, ax=axes, label="% of true class")
     figure.tight_layout()
     with atomic_path(out_png) as tmp:

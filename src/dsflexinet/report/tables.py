@@ -1,8 +1,9 @@
 """The paper's tables II-V from a run's evaluation JSONs, as CSV (for tools) and Markdown (for people).
 
-A student run directory (results/students/<run>/) holds `eval_float.json`, `eval_int8.json`,
-`complexity.json` and `qat/quantized.json`; each table reads only what it shows. The Markdown adds the paper's
-own numbers in a separate block for comparison.
+A table is given, per row label, the files of each seed of its student run (`RunFiles`: `eval_float`,
+`eval_int8`, `complexity`, `quantized`, `history`, as the workflow names them from layout.student); each table
+reads only what it shows. Accuracies are means over the seeds. The Markdown adds the paper's own numbers in a
+separate block for comparison.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dsflexinet.errors import PipelineError
 from dsflexinet.report import paper
 
 DEVICE_HEADERS = [device.upper() for device in DEVICES]
+RunFiles = dict[str, Path]  # one seed of a student run: file role -> path
+SeedFiles = dict[str, RunFiles]  # seed -> its files
 
 
 def read_json(path: Path) -> dict:
@@ -29,61 +32,75 @@ def read_json(path: Path) -> dict:
         raise PipelineError(f"{path}: not valid JSON ({error})") from None
 
 
-def read_complexity(run: Path) -> dict:
+def read_complexity(files: RunFiles) -> dict:
     """The one row `dsflexinet complexity` wrote for a run's model."""
-    return read_json(run / "complexity.json")[0]
+    return read_json(files["complexity"])[0]
+
+
+def first_seed(seeds: SeedFiles) -> RunFiles:
+    """The files of the lowest seed: for what does not depend on the seed (the model's size)."""
+    return seeds[min(seeds, key=int)]
+
+
+def seed_mean(seeds: SeedFiles, role: str, value) -> float:
+    """Mean over seeds of `value(json)` of the file `role`."""
+    return sum(value(read_json(files[role])) for files in seeds.values()) / len(seeds)
 
 
 def percent(value: float) -> float:
     return round(100.0 * value, 2)
 
 
-def device_accuracies(metrics: dict) -> list[float]:
-    """Accuracy % per device A..S6 (NaN for a device the split lacks) and overall."""
-    per_device = metrics["devices"]
-    row = [percent(per_device[d]["accuracy"]) if d in per_device else float("nan") for d in DEVICES]
-    return row + [percent(metrics["accuracy"])]
+def device_accuracies(seeds: SeedFiles, role: str = "eval_float") -> list[float]:
+    """Accuracy % per device A..S6 (NaN for a device the split lacks) and overall, means over seeds."""
+    rows = []
+    for files in seeds.values():
+        metrics = read_json(files[role])
+        per_device = metrics["devices"]
+        rows.append([per_device[d]["accuracy"] if d in per_device else float("nan") for d in DEVICES]
+                    + [metrics["accuracy"]])  # fmt: skip
+    return [percent(sum(column) / len(column)) for column in zip(*rows, strict=True)]
 
 
-def table2(runs: dict[str, Path]) -> pd.DataFrame:
+def table2(runs: dict[str, SeedFiles]) -> pd.DataFrame:
     """Table II: size and accuracy of sm1-sm4, float and after QAT."""
     rows = []
-    for label, run in runs.items():
-        complexity = read_complexity(run)
+    for label, seeds in runs.items():
+        complexity = read_complexity(first_seed(seeds))
         rows.append({
             "System": label,
             "Param/K": round(complexity["params"] / 1000, 2),
             "MACs/M": round(complexity["macs"] / 1e6, 2),
             "Size/KB": round(complexity["size_kb_float32"], 2),
-            "ACC/%": percent(read_json(run / "eval_float.json")["accuracy"]),
+            "ACC/%": percent(seed_mean(seeds, "eval_float", lambda m: m["accuracy"])),
             "Size(QAT)/KB": round(complexity["size_kb_int8"], 2),
-            "int8 file/KB": round(read_json(run / "qat" / "quantized.json")["file_bytes"] / 1000, 2),
-            "ACC(QAT)/%": percent(read_json(run / "eval_int8.json")["accuracy"]),
+            "int8 file/KB": round(seed_mean(seeds, "quantized", lambda q: q["file_bytes"]) / 1000, 2),
+            "ACC(QAT)/%": percent(seed_mean(seeds, "eval_int8", lambda m: m["accuracy"])),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def table3(runs: dict[str, Path]) -> pd.DataFrame:
+def table3(runs: dict[str, SeedFiles]) -> pd.DataFrame:
     """Table III: the proposed model (measured here, after QAT as in the paper) beside published systems."""
     rows = [
         {"Model": name, "Param/K": params, "MACs/M": macs, "ACC": acc, "Source": "quoted from the paper"}
         for name, (params, macs, acc) in paper.TABLE3_OTHER_SYSTEMS.items()
     ]
-    for label, run in runs.items():
-        complexity = read_complexity(run)
+    for label, seeds in runs.items():
+        complexity = read_complexity(first_seed(seeds))
         rows.append({
             "Model": f"Proposed Model ({label})",
             "Param/K": round(complexity["params"] / 1000, 2),
             "MACs/M": round(complexity["macs"] / 1e6, 2),
-            "ACC": percent(read_json(run / "eval_int8.json")["accuracy"]),
+            "ACC": percent(seed_mean(seeds, "eval_int8", lambda m: m["accuracy"])),
             "Source": "this run",
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def device_table(runs: dict[str, Path], first_column: str) -> pd.DataFrame:
+def device_table(runs: dict[str, SeedFiles], first_column: str) -> pd.DataFrame:
     """Tables IV and V: accuracy per device and overall for each labelled student run (float models)."""
-    rows = [[label, *device_accuracies(read_json(run / "eval_float.json"))] for label, run in runs.items()]
+    rows = [[label, *device_accuracies(seeds)] for label, seeds in runs.items()]
     return pd.DataFrame(rows, columns=[first_column, *DEVICE_HEADERS, "ACC"])
 
 
@@ -117,7 +134,7 @@ TITLES = {
 }
 
 
-def build_table(table: str, runs: dict[str, Path]) -> pd.DataFrame:
+def build_table(table: str, runs: dict[str, SeedFiles]) -> pd.DataFrame:
     if table == "table2":
         return table2(runs)
     if table == "table3":
@@ -127,7 +144,7 @@ def build_table(table: str, runs: dict[str, Path]) -> pd.DataFrame:
     raise PipelineError(f"unknown table {table!r} (choose from {', '.join(TITLES)})")
 
 
-def write_table(table: str, runs: dict[str, Path], out_csv: Path, out_md: Path) -> pd.DataFrame:
+def write_table(table: str, runs: dict[str, SeedFiles], out_csv: Path, out_md: Path) -> pd.DataFrame:
     frame = build_table(table, runs)
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)

@@ -15,9 +15,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dsflexinet.audio.energy import read_energy_threshold
+from dsflexinet.audio.frontend import MelFrontend
 from dsflexinet.data.cache import WaveformCache
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.distill.logits import load_logits
+from dsflexinet.modelfile import ModelInput
 
 DEVICE_INDEX = {device: index for index, device in enumerate(DEVICES)}
 
@@ -101,6 +104,15 @@ class TrainingData:
     impulse_responses: Path | None = None
     energy: Path | None = None
     teacher_logits: Path | None = None
+
+    def energy_threshold(self) -> float | None:
+        """The threshold of the energy analysis, if the job was given one."""
+        return None if self.energy is None else read_energy_threshold(self.energy)
+
+    def model_input(self, frontend: MelFrontend) -> ModelInput:
+        """What a model trained on these caches expects: clips of the cached length at the frontend's rate."""
+        samples = WaveformCache.open(self.train_cache).waves.shape[1]
+        return ModelInput(frontend.config.sample_rate, samples)
 
     def datamodule(self, spec: dict, batch_size: int, compute: dict) -> CacheDataModule:
         """Batches for `spec`: with teacher logits where it distils, without them where it does not."""

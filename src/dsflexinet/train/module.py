@@ -5,7 +5,7 @@ A job is described by a JSON spec that the Snakefile builds from the validated c
     model:        {name, options}                        -> models.registry.build_model
     frontend:     {preset, options}                      -> audio.frontend.build_frontend
     augment:      {time_roll, freq_mixstyle: {p, alpha} | null,
-                   device_ir: {mode: dir | adir, p, devices, energy_threshold} | null}
+                   device_ir: {mode: dir | adir, p, devices, energy_threshold (ADIR: a number once resolved)} | null}
     distillation: {temperature, label_weight: schedule}  (students with teacher logits only)
     schedule:     {epochs, batch_size, lr, weight_decay, warmup_epochs, rampdown_start, rampdown_epochs,
                    min_lr_factor}
@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from dsflexinet.audio.augment import DeviceImpulseAugmentation
-from dsflexinet.audio.energy import load_threshold
-from dsflexinet.audio.frontend import build_frontend
+from dsflexinet.audio.frontend import MelFrontend, build_frontend
 from dsflexinet.audio.pipeline import TrainingInput
 from dsflexinet.data.dirs import load_impulse_responses
 from dsflexinet.data.tau22 import DEVICES
@@ -35,21 +34,21 @@ from dsflexinet.models.registry import build_model
 from dsflexinet.train.schedules import LearningRateShape, scheduled_value
 
 
-def build_inputs(spec: dict, impulse_responses: str | Path | None, energy: str | Path | None) -> TrainingInput:
-    """The augmentation chain and frontend a spec asks for."""
+def build_inputs(
+    spec: dict, impulse_responses: str | Path | None, frontend: MelFrontend | None = None
+) -> TrainingInput:
+    """The augmentation chain a resolved spec asks for, around its frontend (built from the spec if not given)."""
     augment = spec["augment"]
-    frontend = build_frontend(spec["frontend"]["preset"], **spec["frontend"].get("options", {}))
+    if frontend is None:
+        frontend = build_frontend(spec["frontend"]["preset"], **spec["frontend"].get("options", {}))
     impulse = None
     device_ir = augment.get("device_ir")
     if device_ir:
         if impulse_responses is None:
             raise PipelineError("the spec asks for DIR/ADIR augmentation but no impulse-response set was given")
-        threshold = None
-        if device_ir["mode"] == "adir":
-            setting = device_ir["energy_threshold"]
-            if setting == "auto" and energy is None:
-                raise PipelineError("ADIR threshold 'auto' needs the energy analysis (--energy)")
-            threshold = load_threshold(energy if setting == "auto" else setting)
+        threshold = device_ir["energy_threshold"] if device_ir["mode"] == "adir" else None
+        if isinstance(threshold, str):
+            raise PipelineError(f"ADIR threshold {threshold!r} was not resolved to a number (config.resolve_job_spec)")
         responses = load_impulse_responses(impulse_responses, frontend.config.sample_rate)
         impulse = DeviceImpulseAugmentation(responses, device_ir["p"], tuple(device_ir["devices"]), threshold)
     mixstyle = augment.get("freq_mixstyle") or {"p": 0.0, "alpha": 1.0}
@@ -113,9 +112,8 @@ class SceneClassifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def build_classifier(
-    spec: dict, impulse_responses: str | Path | None = None, energy: str | Path | None = None
-) -> SceneClassifier:
+def build_classifier(spec: dict, impulse_responses: str | Path | None = None) -> SceneClassifier:
+    """A freshly initialised model for a resolved spec, with its augmentation chain."""
     model = build_model(spec["model"]["name"], **spec["model"].get("options", {}))
-    inputs = build_inputs(spec, impulse_responses, energy)
+    inputs = build_inputs(spec, impulse_responses)
     return SceneClassifier(model, inputs, spec["schedule"], spec.get("distillation"))

@@ -1,37 +1,44 @@
 """Running a training job: the Trainer, resumable checkpoints, the saved model and its training history.
 
-Layout of a job's directory (the rule's outputs are model.pt and history.csv; checkpoints/ is not an output,
-so Snakemake leaves it in place when a job dies and the rerun resumes from it):
+A job writes the files its rule names (layout.TrainingFiles: model.pt, history.csv) and keeps in its working
+directory what is not an output, so Snakemake leaves it in place when a job dies and the rerun resumes from it:
 
-    model.pt              {"spec": ..., "state_dict": ...}: everything needed to rebuild the trained model
-    history.csv           one row per epoch: train/val loss and accuracy, learning rate, KD label weight
-    checkpoints/last.ckpt the state after the last finished epoch
-    checkpoints/spec.json the spec the checkpoint belongs to: a changed spec starts afresh, never resumes
+    checkpoints/last.ckpt    the state after the last finished epoch, random-number states included, so a
+                             resumed job draws exactly what an uninterrupted one would have drawn
+    checkpoints/spec.json    the spec the checkpoint belongs to: a changed spec starts afresh, never resumes
     checkpoints/history.csv  the history so far, one row written as each epoch finishes
+    tensorboard/             the experiment log (Lightning's TensorBoard logger; CSV where TensorBoard is absent)
 
-checkpoints/ goes once the job has succeeded and its outputs are written.
+checkpoints/ goes once the job has succeeded and its outputs are written. An unreadable checkpoint is set aside
+with a warning and the job starts afresh.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.plugins.environments import LightningEnvironment
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from dsflexinet.atomic import atomic_path, write_text
+from dsflexinet.config import resolve_job_spec
 from dsflexinet.errors import PipelineError
+from dsflexinet.layout import TrainingFiles
+from dsflexinet.modelfile import save_model
 
 if TYPE_CHECKING:
     from dsflexinet.train.data import TrainingData
@@ -71,19 +78,48 @@ class EpochHistory(Callback):
             log.info("epoch %d/%d: %s (%.1f s)", row["epoch"], trainer.max_epochs, values, seconds)
 
 
-def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Callback] | None = None) -> pl.Trainer:
+class RandomState(Callback):
+    """Saves every random-number state a job draws from (Python, NumPy, torch on the CPU and on each GPU: the
+    augmentations, dropout and the data order all draw from these) with each checkpoint and restores it on
+    resume. Without it a resumed job would replay the start of the stream and end with other numbers."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _experiment_logger(files: TrainingFiles) -> Logger:
+    """Lightning's own experiment log under the job's directory: `tensorboard --logdir results/` shows every
+    job. CSV (metrics.csv in the same place) where the tensorboard package is not installed."""
+    try:
+        return TensorBoardLogger(save_dir=files.directory, name="", version="tensorboard", default_hp_metric=False)
+    except ModuleNotFoundError:
+        return CSVLogger(save_dir=files.directory, name="", version="tensorboard")
+
+
+def make_trainer(
+    files: TrainingFiles, epochs: int, compute: dict, callbacks: list[Callback] | None = None
+) -> pl.Trainer:
     """A Trainer for CPU, one GPU or several (DDP) from the config's `compute` section."""
     accelerator = compute.get("accelerator", "cpu")
     if accelerator not in ACCELERATORS:
         raise PipelineError(f"unknown accelerator {accelerator!r} (choose from {', '.join(ACCELERATORS)})")
     if accelerator == "gpu" and not torch.cuda.is_available():
         raise PipelineError("compute.accelerator is 'gpu' but no CUDA device is visible to this job")
+    checkpoints = Path(files.checkpoints)
     # Without a monitored metric, top-1 is simply the newest epoch: one file, replaced after every epoch.
-    checkpoint = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False
-    )
+    checkpoint = ModelCheckpoint(dirpath=checkpoints, filename="last", save_top_k=1, enable_version_counter=False)
     return pl.Trainer(
-        default_root_dir=out_dir,
+        default_root_dir=files.directory,
         max_epochs=epochs,
         accelerator=accelerator,
         devices=compute.get("devices", 1),
@@ -92,8 +128,8 @@ def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Call
         # A training job is one process on one node, which Lightning turns into `devices` DDP processes itself,
         # also as the single task of a SLURM job (Lightning would otherwise wait for srun to start the ranks).
         plugins=[LightningEnvironment()],
-        logger=False,
-        callbacks=[EpochHistory(out_dir / "checkpoints" / "history.csv"), checkpoint, *(callbacks or [])],
+        logger=_experiment_logger(files),
+        callbacks=[EpochHistory(checkpoints / "history.csv"), RandomState(), checkpoint, *(callbacks or [])],
         enable_progress_bar=sys.stderr.isatty(),
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -101,39 +137,38 @@ def make_trainer(out_dir: Path, epochs: int, compute: dict, callbacks: list[Call
     )
 
 
-def _resume_checkpoint(out_dir: Path, spec: dict) -> Path | None:
-    """The checkpoint to resume from, if an earlier run of the same spec left one; otherwise rank 0 clears the
-    directory for this spec. Under DDP the other ranks rerun this program and only read: they take the same
-    decision before they join rank 0, which waits for them."""
-    directory = out_dir / "checkpoints"
-    last, spec_file = directory / "last.ckpt", directory / "spec.json"
-    text = json.dumps(spec, sort_keys=True)
-    if last.is_file() and spec_file.is_file() and spec_file.read_text() == text:
-        return last
-    if rank_zero_only.rank != 0:
-        return None
-    shutil.rmtree(directory, ignore_errors=True)
-    write_text(spec_file, text)
+def _readable_checkpoint(path: Path) -> str | None:
+    """None if Lightning can resume from `path`, otherwise why not."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a truncated or foreign file
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not isinstance(state, dict) or not {"state_dict", "loops", "callbacks"} <= set(state):
+        return "not a Lightning checkpoint"
     return None
 
 
-def save_model(path: Path, model: torch.nn.Module, spec: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"spec": spec, "state_dict": model.state_dict()}, tmp)
-
-
-def load_model_file(path: str | Path) -> dict:
-    """A model.pt written by `save_model`, checked before anything is rebuilt from it."""
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: model file not found") from None
-    except (RuntimeError, EOFError, OSError) as error:
-        raise PipelineError(f"{path}: not a readable model file ({str(error).splitlines()[0]})") from None
-    if not isinstance(payload, dict) or not {"spec", "state_dict"} <= set(payload):
-        raise PipelineError(f"{path}: not a model file of this pipeline (no spec/state_dict)")
-    return payload
+def _resume_checkpoint(files: TrainingFiles, spec: dict) -> Path | None:
+    """The checkpoint to resume from, if an earlier run of the same spec left a readable one; otherwise rank 0
+    starts the directory afresh for this spec (an unreadable checkpoint is set aside, not deleted). Under DDP the
+    other ranks rerun this program and only read: they take the same decision before they join rank 0."""
+    directory = Path(files.checkpoints)
+    last, spec_file = directory / "last.ckpt", directory / "spec.json"
+    text = json.dumps(spec, sort_keys=True)
+    if last.is_file() and spec_file.is_file() and spec_file.read_text() == text:
+        problem = _readable_checkpoint(last)
+        if problem is None:
+            return last
+        if rank_zero_only.rank == 0:
+            aside = Path(files.directory) / "damaged-last.ckpt"
+            last.replace(aside)
+            log.warning("%s is unreadable (%s): set aside as %s; training starts afresh", last, problem, aside)
+    if rank_zero_only.rank != 0:
+        return None
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(files.tensorboard, ignore_errors=True)  # the curves of another spec, or of the lost run
+    write_text(spec_file, text)
+    return None
 
 
 def seed_job(seed: int) -> None:
@@ -146,22 +181,23 @@ def fit(
     module: pl.LightningModule,
     datamodule: pl.LightningDataModule,
     spec: dict,
-    out_dir: str | Path,
+    files: TrainingFiles,
     compute: dict,
     epochs: int,
     callbacks: list[Callback] | None = None,
 ) -> bool:
-    """Train (resuming an interrupted run of the same spec) and write history.csv; the caller has seeded the
-    job (`seed_job`) before building `module`, and saves its outputs and then calls `finish`.
+    """Train (resuming an interrupted run of the same spec) and write the history; the caller has seeded the
+    job (`seed_job`) before building `module`, and saves its model and then calls `finish`.
 
     Returns whether this process is the one (rank 0 under DDP) that writes results.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resume = _resume_checkpoint(out_dir, spec)
+    Path(files.directory).mkdir(parents=True, exist_ok=True)
+    resume = _resume_checkpoint(files, spec)
     if resume is not None:
         log.info("resuming from %s", resume)
-    trainer = make_trainer(out_dir, epochs, compute, callbacks)
+    trainer = make_trainer(files, epochs, compute, callbacks)
+    if resume is None:
+        trainer.logger.log_hyperparams(spec)
     with warnings.catch_warnings():
         # Small default-run data sets trigger Lightning's "few batches / few workers" hints on every job,
         # checkpoints/ always holds spec.json before the first checkpoint, and Lightning 2.6 itself calls an API
@@ -169,33 +205,34 @@ def fit(
         warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches).*")
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        # The job's own checkpoint, matched to its spec; it holds NumPy's and Python's random states too.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=False)
     if trainer.global_rank != 0:
         return False
-    with atomic_path(out_dir / "history.csv") as tmp:
-        shutil.copyfile(out_dir / "checkpoints" / "history.csv", tmp)
+    with atomic_path(files.history) as tmp:
+        shutil.copyfile(Path(files.checkpoints) / "history.csv", tmp)
     return True
 
 
-def finish(out_dir: str | Path) -> None:
+def finish(files: TrainingFiles) -> None:
     """Drop the checkpoints of a job whose outputs are all written."""
-    shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)
+    shutil.rmtree(files.checkpoints, ignore_errors=True)
 
 
-def train_job(spec: dict, data: TrainingData, out_dir: str | Path, compute: dict) -> Path | None:
+def train_job(spec: dict, data: TrainingData, files: TrainingFiles, compute: dict) -> Path | None:
     """Train a teacher or a student as `spec` says; returns the path of the saved model (None on DDP ranks
-    other than 0, which save nothing)."""
+    other than 0, which save nothing). The model file records the spec with its derived settings resolved."""
     from dsflexinet.train.module import build_classifier
 
     if spec.get("distillation") and data.teacher_logits is None:
         raise PipelineError("the spec asks for knowledge distillation but no teacher logits were given")
+    spec = resolve_job_spec(spec, data.energy_threshold())
     schedule = spec["schedule"]
     seed_job(spec["seed"])
-    module = build_classifier(spec, data.impulse_responses, data.energy)
+    module = build_classifier(spec, data.impulse_responses)
     datamodule = data.datamodule(spec, schedule["batch_size"], compute)
-    if not fit(module, datamodule, spec, out_dir, compute, schedule["epochs"]):
+    if not fit(module, datamodule, spec, files, compute, schedule["epochs"]):
         return None
-    model_path = Path(out_dir) / "model.pt"
-    save_model(model_path, module.model, spec)
-    finish(out_dir)
-    return model_path
+    save_model(files.model, module.model, spec, data.model_input(module.inputs.frontend))
+    finish(files)
+    return Path(files.model)

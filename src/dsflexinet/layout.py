@@ -1,0 +1,179 @@
+"""The run directory: where every file of a run lives, named once for the workflow rules and the package.
+
+    results/
+      data/dataset.json                     validation summary of the data set
+      cache/{split}.npy, {split}.tsv        32 kHz waveforms of a labelled split and their clip table
+      {subset}/                             everything trained on one training subset: split100 = all of
+                                            fold1_train, split5 ... split50 the DCASE'24 subsets
+        splits/teacher_train.tsv, fusion_holdout.tsv   the clips teachers train on, and those held out for the fusion
+        energy/energy.json, fig2_energy_histogram.png  E(x) statistics of the training clips, ADIR's threshold
+        teachers/{teacher}/                 model.pt, history.csv, logits.npz (+ checkpoints/ while training)
+        ensemble/                           fused.npz, average.npz, fusion.json
+        students/{run}/s{seed}/             model.pt, history.csv, complexity.json, eval_{precision}.json,
+                                            eval_{precision}_clips.tsv, qat/{model_int8.pt, quantized.json, history.csv}
+      tables/, figures/, plots/, metrics.json   the reports of the configured subset
+      submission/{run}/s{seed}/             output.csv and info.json for the DCASE challenge
+      benchmarks/                           Snakemake's time and memory of every job
+
+Patterns keep Snakemake's `{wildcard}` fields; call the functions with values for concrete paths. A job is
+handed every path it writes by its rule: nothing in the package derives a file name from a directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RESULTS = "results"
+DATASET_SUMMARY = f"{RESULTS}/data/dataset.json"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+PRECISIONS = ("float", "int8")
+
+
+def cache(split: str = "{split}") -> str:
+    """The waveform cache of a labelled split; its clip table is the same path with .tsv."""
+    return f"{RESULTS}/cache/{split}.npy"
+
+
+def subset_name(percent: int | str) -> str:
+    """`split25` for the DCASE'24 25 % subset; `split100` is all of fold1_train."""
+    return f"split{percent}"
+
+
+def _subset_root(subset: str) -> str:
+    return f"{RESULTS}/{subset}"
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    teacher_train: str
+    fusion_holdout: str
+
+
+def splits(subset: str = "{subset}") -> SplitFiles:
+    root = f"{_subset_root(subset)}/splits"
+    return SplitFiles(f"{root}/teacher_train.tsv", f"{root}/fusion_holdout.tsv")
+
+
+@dataclass(frozen=True)
+class EnergyFiles:
+    stats: str
+    figure: str
+
+
+def energy(subset: str = "{subset}") -> EnergyFiles:
+    root = f"{_subset_root(subset)}/energy"
+    return EnergyFiles(f"{root}/energy.json", f"{root}/fig2_energy_histogram.png")
+
+
+@dataclass(frozen=True)
+class TrainingFiles:
+    """What a training job writes (model, history) and its working directory, which holds what is not an
+    output: `checkpoints/` (a job that dies resumes from them; they go once the outputs are written) and
+    `tensorboard/` (the job's experiment log)."""
+
+    model: str
+    history: str
+    directory: str
+
+    @classmethod
+    def under(cls, directory: str, model: str = "model.pt") -> TrainingFiles:
+        return cls(f"{directory}/{model}", f"{directory}/history.csv", directory)
+
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.directory}/checkpoints"
+
+    @property
+    def tensorboard(self) -> str:
+        return f"{self.directory}/tensorboard"
+
+
+@dataclass(frozen=True)
+class TeacherFiles:
+    training: TrainingFiles
+    logits: str
+
+
+def teacher(subset: str = "{subset}", name: str = "{teacher}") -> TeacherFiles:
+    directory = f"{_subset_root(subset)}/teachers/{name}"
+    return TeacherFiles(TrainingFiles.under(directory), f"{directory}/logits.npz")
+
+
+@dataclass(frozen=True)
+class EnsembleFiles:
+    fused: str
+    average: str
+    report: str
+
+    def logits(self, kind: str) -> str:
+        """The soft targets a student distils from: `fused` or `average`."""
+        return {"fused": self.fused, "average": self.average}[kind]
+
+
+def ensemble(subset: str = "{subset}") -> EnsembleFiles:
+    root = f"{_subset_root(subset)}/ensemble"
+    return EnsembleFiles(f"{root}/fused.npz", f"{root}/average.npz", f"{root}/fusion.json")
+
+
+@dataclass(frozen=True)
+class QatFiles:
+    training: TrainingFiles  # model = the exported int8 TorchScript classifier
+    info: str
+
+
+@dataclass(frozen=True)
+class StudentFiles:
+    training: TrainingFiles
+    complexity: str
+    qat: QatFiles
+    directory: str
+
+    def model(self, precision: str = "{precision}") -> str:
+        """The float model.pt or the exported int8 model."""
+        if precision == "int8":
+            return self.qat.training.model
+        if precision == "float":
+            return self.training.model
+        raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+
+    def evaluation(self, precision: str = "{precision}") -> str:
+        return f"{self.directory}/eval_{precision}.json"
+
+    def clips(self, precision: str = "{precision}") -> str:
+        """Per-clip outcomes of an evaluation (what intervals resample)."""
+        return f"{self.directory}/eval_{precision}_clips.tsv"
+
+
+def student(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> StudentFiles:
+    directory = f"{_subset_root(subset)}/students/{run}/s{seed}"
+    qat_directory = f"{directory}/qat"
+    return StudentFiles(
+        TrainingFiles.under(directory),
+        f"{directory}/complexity.json",
+        QatFiles(TrainingFiles.under(qat_directory, "model_int8.pt"), f"{qat_directory}/quantized.json"),
+        directory,
+    )
+
+
+def table(name: str = "{table}", extension: str = "md") -> str:
+    return f"{RESULTS}/tables/{name}.{extension}"
+
+
+def figure(name: str) -> str:
+    return f"{RESULTS}/figures/{name}.png"
+
+
+METRICS = f"{RESULTS}/metrics.json"
+VALIDATION_CURVES = f"{RESULTS}/plots/val_accuracy.csv"
+DEVICE_ACCURACY = f"{RESULTS}/plots/device_accuracy.csv"
+
+
+@dataclass(frozen=True)
+class SubmissionFiles:
+    output: str
+    info: str
+
+
+def submission(run: str = "{run}", seed: int | str = "{seed}") -> SubmissionFiles:
+    root = f"{RESULTS}/submission/{run}/s{seed}"
+    return SubmissionFiles(f"{root}/output.csv", f"{root}/info.json")
