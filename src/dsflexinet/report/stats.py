@@ -1,0 +1,267 @@
+"""Statistics on per-clip results (`clips.tsv`) and their uncertainty: mean ± std over seeds, and paired
+intervals of differences that resample test recording locations.
+
+A system is one student run at one precision with one clips table per seed. Every statistic is a mean over
+cells of a ratio of sums (accuracy and log loss: one cell; macro accuracy: one cell per scene), so the point
+estimate and every bootstrap replicate come from the same per-location sums and a resample is one matrix
+product.
+
+How the interval is built (`paired_difference`), and why:
+- The unit of resampling is the recording location (`identifier`). The 1 s clips of one location, and its
+  device copies, share the scene's acoustics, so they are strongly correlated; resampling clips treats them as
+  independent and understates the interval (tests/test_claims.py simulates 30 locations with location-dependent
+  effects: a clip interval held the true difference in 58-65 % of test sets, the location interval in 93 %,
+  for a 95 % interval; with 30 clusters the percentile bootstrap runs a little short). Locations are not
+  stratified by scene: the default synthetic run has one test location per scene, where a stratified resample
+  would have no spread at all; on TAU22 the unstratified resample only adds class-mix variation (wider, never
+  narrower). Both systems and every seed see the same resample (paired), and the replicate is the difference
+  of the mean-over-seeds statistics; its percentile interval is the test-set part of the uncertainty.
+- With n > 1 seeds the training run itself varies (FACTS.md: one model moved by up to 8 points between two
+  machines). On one fixed test set the spread of the per-seed differences measures that training variation
+  (the test-set variation is common to all seeds), independent of which locations were recorded. Its part is
+  a t-interval half-width t(n-1) * s / sqrt(n), with few seeds the honest width (t(2) = 4.30); the two parts
+  are added in quadrature on each side of the estimate (Zou & Donner's MOVER for a sum of independent
+  components), which keeps the bootstrap's asymmetry. In the simulation with training noise (3 seeds, each
+  model shifted by sd 4 points) the test-set part alone held the true difference in 80 % of runs, the
+  combined interval in 95-96 %. Resampling seeds instead would treat 3 seeds as their population and give
+  intervals too narrow, which is why it is not done.
+- With one seed only the test-set part exists; `interval_covers` says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import stdtrit  # Student's t quantile; scipy.stats takes seconds to import
+
+from dsflexinet.data.tau22 import DEVICES, SCENES
+from dsflexinet.errors import PipelineError
+
+CLIP_COLUMNS = ("filename", "identifier", "device", "label", "prediction", "nll")
+STATISTICS = ("accuracy", "macro_accuracy", "log_loss")
+RESAMPLES = 10_000
+RNG_SEED = 2022  # fixed: the same plan gives the same interval on every run
+
+
+def read_clips(path: str | Path) -> pd.DataFrame:
+    """One model's per-clip results, sorted by file name (so tables of the same clips align row by row)."""
+    try:
+        clips = pd.read_csv(path, sep="\t", dtype={"filename": str, "identifier": str, "device": str})
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found (the evaluation that writes it has not run)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path}: not a tab-separated clips table ({error})") from None
+    missing = [column for column in CLIP_COLUMNS if column not in clips.columns]
+    if missing:
+        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(CLIP_COLUMNS)})")
+    if clips.empty:
+        raise PipelineError(f"{path}: no clips")
+    if clips["filename"].duplicated().any():
+        raise PipelineError(f"{path}: file name {clips['filename'][clips['filename'].duplicated()].iloc[0]!r} twice")
+    unknown = sorted(set(clips["device"]) - set(DEVICES))
+    if unknown:
+        raise PipelineError(f"{path}: unknown device(s) {', '.join(map(str, unknown))}")
+    for column in ("label", "prediction"):
+        values = pd.to_numeric(clips[column], errors="coerce")
+        if values.isna().any() or (values % 1 != 0).any() or values.min() < 0 or values.max() >= len(SCENES):
+            raise PipelineError(f"{path}: column {column} must hold class indices 0-{len(SCENES) - 1}")
+        clips[column] = values.astype(np.int64)
+    nll = pd.to_numeric(clips["nll"], errors="coerce")
+    if nll.isna().any() or not np.isfinite(nll).all() or (nll < 0).any():
+        raise PipelineError(f"{path}: column nll must hold finite values >= 0")
+    clips["nll"] = nll.astype(np.float64)
+    clips = clips.sort_values("filename", ignore_index=True)
+    clips.attrs["path"] = str(path)
+    return clips
+
+
+@dataclass(frozen=True)
+class System:
+    """One student run at one precision: its clips table for each seed."""
+
+    name: str
+    clips: Mapping[int, pd.DataFrame]
+
+    @classmethod
+    def read(cls, name: str, paths: Mapping[int | str, str | Path]) -> System:
+        """`paths`: seed -> clips.tsv; seeds may be strings of integers (JSON keys)."""
+        if not paths:
+            raise PipelineError(f"system {name}: no clips table for any seed")
+        bad = [seed for seed in paths if not str(seed).lstrip("-").isdigit()]
+        if bad:
+            raise PipelineError(f"system {name}: seed {bad[0]!r} is not an integer")
+        return cls(name, {int(seed): read_clips(paths[seed]) for seed in sorted(paths, key=int)})
+
+
+def _cell_sums(clips: pd.DataFrame, name: str, locations: np.ndarray, n_locations: int,
+               devices: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Numerator and denominator of the statistic per (location, cell), for clips of `devices` (all if None)."""
+    if name not in STATISTICS:
+        raise PipelineError(f"unknown statistic {name!r} (choose from {', '.join(STATISTICS)})")
+    keep = np.ones(len(clips), bool) if devices is None else clips["device"].isin(list(devices)).to_numpy()
+    if not keep.any():
+        raise PipelineError(f"{clips.attrs.get('path', 'clips table')}: no clips of device(s) {', '.join(devices)}")
+    labels = clips["label"].to_numpy()[keep]
+    if name == "log_loss":
+        values = clips["nll"].to_numpy()[keep]
+    else:
+        values = (clips["prediction"].to_numpy()[keep] == labels).astype(np.float64)
+    n_cells = len(SCENES) if name == "macro_accuracy" else 1
+    index = locations[keep] * n_cells + (labels if n_cells > 1 else 0)
+    size = n_locations * n_cells
+    numerator = np.bincount(index, weights=values, minlength=size).reshape(n_locations, n_cells)
+    denominator = np.bincount(index, minlength=size).reshape(n_locations, n_cells).astype(np.float64)
+    return numerator, denominator
+
+
+def _mean_of_ratios(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Mean over the last axis (cells) of numerator / denominator, over the cells that have clips; a class the
+    clips lack is left out, as in evaluate.metrics. NaN where no cell has any."""
+    present = denominator > 0
+    ratios = np.divide(numerator, denominator, out=np.zeros_like(numerator, dtype=np.float64), where=present)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ratios.sum(-1) / present.sum(-1)
+
+
+def statistic(clips: pd.DataFrame, name: str = "accuracy", devices: Sequence[str] | None = None) -> float:
+    """Accuracy, macro (class-averaged, DCASE's) accuracy or log loss of one table, on `devices` if given."""
+    numerator, denominator = _cell_sums(clips, name, np.zeros(len(clips), np.int64), 1, devices)
+    return float(_mean_of_ratios(numerator[0], denominator[0]))
+
+
+def seed_values(system: System, name: str = "accuracy", devices: Sequence[str] | None = None) -> dict[int, float]:
+    """The statistic of each seed's table: what `format_mean_std` summarises in the tables."""
+    return {seed: statistic(clips, name, devices) for seed, clips in system.clips.items()}
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, sample std (ddof=1; NaN for one value: one seed has no spread to show) and n."""
+    array = np.asarray(list(values), dtype=np.float64)
+    if array.size == 0:
+        raise PipelineError("mean over seeds of no values")
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan, int(array.size)
+
+
+def format_mean_std(values: Iterable[float], digits: int = 1) -> str:
+    """'63.0 ± 1.2 (n=3)', or '63.0 (n=1)' where one value has no spread."""
+    mean, std, n = mean_std(values)
+    return f"{mean:.{digits}f} ({n=})" if n == 1 else f"{mean:.{digits}f} ± {std:.{digits}f} ({n=})"
+
+
+def _check_same_clips(reference: pd.DataFrame, other: pd.DataFrame) -> None:
+    """Paired statistics need the same clips, with the same location, device and label, in both tables."""
+    where = f"{other.attrs.get('path', 'clips table')} vs {reference.attrs.get('path', 'clips table')}"
+    if len(other) != len(reference) or not np.array_equal(other["filename"], reference["filename"]):
+        only = sorted(set(other["filename"]).symmetric_difference(reference["filename"]))
+        raise PipelineError(f"{where}: not the same clips ({len(only)} file names in one only, e.g. {only[0]!r})")
+    for column in ("identifier", "device", "label"):
+        differs = other[column].to_numpy() != reference[column].to_numpy()
+        if differs.any():
+            raise PipelineError(f"{where}: {column} of {reference['filename'][differs.argmax()]!r} differs")
+
+
+def resample_weights(n_locations: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each location is drawn in each bootstrap resample: [resamples, locations], rows sum to n."""
+    draws = rng.integers(0, n_locations, size=(resamples, n_locations))
+    offsets = np.arange(resamples)[:, None] * n_locations
+    return np.bincount((draws + offsets).ravel(), minlength=resamples * n_locations).reshape(resamples, n_locations)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A - B of one statistic, paired over the same clips and seeds, with its interval (same units)."""
+
+    statistic: str
+    seeds: tuple[int, ...]
+    values_a: tuple[float, ...]  # per seed
+    values_b: tuple[float, ...]
+    low: float
+    high: float
+    test_low: float  # the location bootstrap's percentile interval alone (test-set sampling)
+    test_high: float
+    confidence: float
+    locations: int
+    clips: int
+    resamples: int
+    rng_seed: int
+
+    @property
+    def per_seed(self) -> tuple[float, ...]:
+        return tuple(a - b for a, b in zip(self.values_a, self.values_b, strict=True))
+
+    @property
+    def estimate(self) -> float:
+        return float(np.mean(self.per_seed))
+
+    @property
+    def interval_covers(self) -> str:
+        n = len(self.seeds)
+        return "test locations only (1 seed)" if n == 1 else f"test locations and seeds (n={n})"
+
+
+def paired_difference(a: System, b: System, name: str = "accuracy", *, devices_a: Sequence[str] | None = None,
+                      devices_b: Sequence[str] | None = None, resamples: int = RESAMPLES, confidence: float = 0.95,
+                      rng_seed: int = RNG_SEED) -> Difference:  # fmt: skip
+    """Mean over shared seeds of statistic(A) - statistic(B), with a `confidence` interval from a paired
+    bootstrap over recording locations and, for n > 1 seeds, the seeds' t-interval (module docstring).
+
+    `devices_a`/`devices_b` restrict each side to a device group: with a == b this is a within-system
+    comparison (unseen S4-S6 minus seen S1-S3), paired through the locations every device recorded.
+    """
+    if not 0 < confidence < 1:
+        raise PipelineError(f"confidence must lie between 0 and 1, not {confidence}")
+    if resamples < 1:
+        raise PipelineError(f"resamples must be at least 1, not {resamples}")
+    seeds = tuple(sorted(set(a.clips) & set(b.clips)))
+    if not seeds:
+        raise PipelineError(f"{a.name} (seeds {sorted(a.clips)}) and {b.name} (seeds {sorted(b.clips)}) share no seed")
+    reference = a.clips[seeds[0]]
+    for table in [a.clips[seed] for seed in seeds[1:]] + [b.clips[seed] for seed in seeds]:
+        _check_same_clips(reference, table)
+    names, locations = np.unique(reference["identifier"].to_numpy(), return_inverse=True)
+
+    def sums(system: System, devices: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """[seeds, locations, cells] numerators and denominators."""
+        pairs = [_cell_sums(system.clips[seed], name, locations, len(names), devices) for seed in seeds]
+        return np.stack([numerator for numerator, _ in pairs]), np.stack([denominator for _, denominator in pairs])
+
+    (num_a, den_a), (num_b, den_b) = sums(a, devices_a), sums(b, devices_b)
+    values_a = _mean_of_ratios(num_a.sum(1), den_a.sum(1))  # [seeds]
+    values_b = _mean_of_ratios(num_b.sum(1), den_b.sum(1))
+    weights = resample_weights(len(names), resamples, np.random.default_rng(rng_seed)).astype(np.float64)
+
+    def replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        """The statistic, averaged over seeds, in each resample: [resamples]."""
+        resampled = [_mean_of_ratios(weights @ numerator[s], weights @ denominator[s]) for s in range(len(seeds))]
+        return np.mean(resampled, axis=0)
+
+    differences = replicates(num_a, den_a) - replicates(num_b, den_b)
+    undefined = int(np.isnan(differences).sum())
+    if undefined:
+        raise PipelineError(f"{a.name} vs {b.name}: {name} undefined in {undefined} of {resamples} resamples "
+                            f"(a device group recorded at too few of the {len(names)} locations)")  # fmt: skip
+    tail = 100 * (1 - confidence) / 2
+    test_low, test_high = np.percentile(differences, [tail, 100 - tail])
+    estimate = float(np.mean(values_a - values_b))
+    low, high = float(test_low), float(test_high)
+    if len(seeds) > 1:
+        seed_half_width = stdtrit(len(seeds) - 1, 1 - (1 - confidence) / 2) * mean_std(values_a - values_b)[1]
+        seed_half_width /= math.sqrt(len(seeds))
+        low = estimate - math.hypot(max(estimate - test_low, 0.0), seed_half_width)
+        high = estimate + math.hypot(max(test_high - estimate, 0.0), seed_half_width)
+    return Difference(
+        statistic=name, seeds=seeds, values_a=tuple(map(float, values_a)), values_b=tuple(map(float, values_b)),
+        low=low, high=high, test_low=float(test_low), test_high=float(test_high), confidence=confidence,
+        locations=len(names), clips=len(reference), resamples=resamples, rng_seed=rng_seed,
+    )  # fmt: skip
+
+
+def device_group_difference(system: System, devices_a: Sequence[str], devices_b: Sequence[str],
+                            name: str = "accuracy", **options) -> Difference:  # fmt: skip
+    """statistic(devices_a) - statistic(devices_b) of one system, e.g. unseen S4-S6 minus seen S1-S3."""
+    return paired_difference(system, system, name, devices_a=devices_a, devices_b=devices_b, **options)
