@@ -13,7 +13,7 @@ from torchinfo import summary
 
 from dsflexinet.cli import main
 from dsflexinet.errors import PipelineError
-from dsflexinet.models.complexity import complexity, count_macs
+from dsflexinet.models.complexity import MAX_MACS, MAX_PARAM_BYTES, check_limits, complexity, count_macs
 from dsflexinet.models.passt import CONFIGS as PASST_CONFIGS
 from dsflexinet.models.passt import PaSST, PaSSTConfig, load_pretrained, passt
 from dsflexinet.models.registry import available_models, build_model, model_spec
@@ -135,6 +135,44 @@ def test_size_in_kilobytes() -> None:
     assert counted["size_kb_int8"] == pytest.approx(counted["params"] / 1000)
     assert round(counted["size_kb_float32"], 2) == 54.75  # the paper's 13.76 K -> 55.03 KB, same rule
 
+
+
+# A 3x3 convolution without bias on a 256 x 64 spectrogram costs 9 x channels x 16,384 MACs: 200 channels are
+# 29,491,200 (within 30 M), 204 are 30,081,024 (over). A 1000 -> 128 linear layer holds 128,000 weights, the
+# DCASE limit at int8 exactly; its bias adds 128 more.
+def _conv_row(channels: int) -> dict:
+    return complexity(nn.Conv2d(1, channels, 3, padding=1, bias=False), (1, 256, 64))
+
+
+def test_complexity_within_limits() -> None:
+    assert (MAX_MACS, MAX_PARAM_BYTES) == (30_000_000, 128_000)
+    assert _conv_row(200)["macs"] == 29_491_200
+    assert check_limits("narrow", _conv_row(200))["param_bytes"] == 1_800
+    exact = complexity(nn.Linear(1000, 128, bias=False), (1000,))
+    assert check_limits("exact", exact) == {
+        "precision": "int8", "param_bytes": 128_000, "max_macs": 30_000_000, "max_param_bytes": 128_000,
+    }  # fmt: skip
+    assert check_limits("sm4", _size("dsflexinet_sm4"))["param_bytes"] == MEASURED["sm4"][0]  # 126,021 at int8
+
+
+def test_complexity_over_the_mac_limit_names_run_and_number() -> None:
+    with pytest.raises(PipelineError, match=r"^run wide: 30,081,024 MACs \(30\.08 M\) exceed complexity\.max_macs "
+                                            r"\(30,000,000\)$"):  # fmt: skip
+        check_limits("wide", _conv_row(204))
+    with pytest.raises(PipelineError, match=r"^run sm4: 23,112,084 MACs .* \(20,000,000\)$"):
+        check_limits("sm4", _size("dsflexinet_sm4"), max_macs=20e6)
+
+
+def test_complexity_over_the_memory_limit_names_run_and_number() -> None:
+    biased = complexity(nn.Linear(1000, 128), (1000,))
+    with pytest.raises(PipelineError, match=r"^run biased: 128,128 bytes of parameters \(128,128 at int8\) exceed "
+                                            r"complexity\.max_param_bytes \(128,000\)$"):  # fmt: skip
+        check_limits("biased", biased)
+    # The same sm4 that fits at int8 is 504,084 bytes at float32: four bytes a parameter.
+    with pytest.raises(PipelineError, match=r"^run sm4: 504,084 bytes of parameters \(126,021 at float32\)"):
+        check_limits("sm4", _size("dsflexinet_sm4"), precision="float32")
+    with pytest.raises(PipelineError, match=r"precision 'int4' is not one of int8, float16, float32"):
+        check_limits("sm4", _size("dsflexinet_sm4"), precision="int4")
 
 # --- normalisation ----------------------------------------------------------------------------------------------
 

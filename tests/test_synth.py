@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from dsflexinet.data.synth import SyntheticSpec, generate, spec_summary, tree_digest
-from dsflexinet.data.tau22 import DEVICES, dataset_summary, read_split
+from dsflexinet.data.subsets import SUBSET_FRACTIONS, TAU22_SUBSETS
+from dsflexinet.data.synth import SyntheticSpec, generate, plan_segments, plan_subsets, spec_summary, tree_digest
+from dsflexinet.data.tau22 import DEVICES, SCENES, dataset_summary, read_split
 from tests.conftest import TINY_SPEC
 
 TINY = SyntheticSpec(**TINY_SPEC)
 # SHA-256 over every file of the TINY set (paths and bytes). It changes only when the generator or the pinned
-# numpy/libsndfile change the output; update it deliberately, together with data.dvc.
-TINY_DIGEST = "3268c25d37c0af0a90415a0643694681d9d79dac98934af58676154334365103"
+# numpy/libsndfile change the output; update it deliberately, together with data.dvc. (The subset tables
+# split{5,10,25,50}.csv were added to it; every other file kept its bytes, the earlier pin 3268c25d...)
+TINY_DIGEST = "9510d18e575834c5a3a204d2cc764beb0c3ec842579c83dbb1206e3180245f09"
 
 
 def test_same_seed_same_bytes(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -36,6 +38,39 @@ def test_default_set_has_tau22_proportions() -> None:
     share_a = clips["train"]["a"] / sum(clips["train"].values())
     assert share_a == pytest.approx(102150 / 139620, abs=0.03)  # TAU22 fold1: device A is 73 % of training
 
+
+
+def test_default_subsets_are_nested_with_tau22_proportions() -> None:
+    """Each device keeps its share of fold1_train (5/10/25/50 % of 1,000 A and of 80 per minor device), as in
+    TAU22's subsets, where device A is 72.8-73.2 %; the clips are whole recordings and no S4-S6."""
+    spec = SyntheticSpec()
+    minor = ("b", "c", "s1", "s2", "s3")
+    assert spec_summary(spec)["subsets"] == {
+        f"split{fraction}": {"a": 10 * fraction, **{device: 4 * fraction // 5 for device in minor}}
+        for fraction in SUBSET_FRACTIONS
+    }
+    segments = plan_segments(spec)
+    train = {
+        (segment.segment, device): set(subs)
+        for segment in segments if segment.split == "train" for device, subs in segment.clips.items()
+    }  # fmt: skip
+    subsets = plan_subsets(spec, segments)
+    previous: set[str] = set()
+    for fraction, clips in subsets.items():
+        names = {clip.filename for clip in clips}
+        assert previous <= names and len(names) == len(clips) == 14 * fraction  # nested, 70 ... 700 clips
+        previous = names
+        device_a = sum(clip.device == "a" for clip in clips) / len(clips)
+        assert device_a == pytest.approx(TAU22_SUBSETS[fraction].devices["a"] / TAU22_SUBSETS[fraction].rows, abs=0.02)
+        recordings: dict[tuple[str, str], set[int]] = {}
+        for clip in clips:
+            recordings.setdefault((clip.segment, clip.device), set()).add(clip.subsegment)
+        assert all(subs == train[recording] for recording, subs in recordings.items())  # whole recordings only
+        per_scene = [sum(clip.scene == scene for clip in clips) for scene in SCENES]
+        assert min(per_scene) > 0  # every scene, at 5 % from the minor devices where device A has none
+        if fraction >= 10:  # device A recordings of 10 clips: from 10 % on they reach every scene
+            assert max(per_scene) - min(per_scene) <= 2, (fraction, per_scene)
+    assert {clip.device for clip in subsets[50]} == {"a", *minor}  # and so in every smaller subset: no S4-S6
 
 def test_layout_and_counts(tiny_dataset: Path) -> None:
     summary = dataset_summary(tiny_dataset)

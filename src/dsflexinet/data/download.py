@@ -79,14 +79,18 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
 def fetch(
     url: str,
     destination: str | Path,
-    checksum: str,
+    checksum: str | None,
     algorithm: str = "md5",
     attempts: int = 3,
     timeout: float = 60.0,
 ) -> Path:
-    """Download `url` to `destination` unless a file with the right checksum is already there."""
+    """Download `url` to `destination` unless a file with the right checksum is already there.
+
+    `checksum=None` is for files whose bytes are not pinned (only their content is, as with the DCASE'24 subset
+    tables): the download is always made and the caller verifies it.
+    """
     destination = Path(destination)
-    if destination.is_file() and file_digest(destination, algorithm) == checksum:
+    if checksum is not None and destination.is_file() and file_digest(destination, algorithm) == checksum:
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
     part = destination.with_name(destination.name + ".part")
@@ -107,7 +111,7 @@ def fetch(
         raise PipelineError(
             f"{url}: download failed after {attempts} attempts ({last_error}); rerun to resume from {part}"
         )
-    actual = file_digest(part, algorithm)
+    actual = None if checksum is None else file_digest(part, algorithm)
     if actual != checksum:
         part.unlink()
         raise PipelineError(f"{url}: {algorithm} checksum mismatch (expected {checksum}, got {actual}); deleted")

@@ -22,6 +22,13 @@ moderate; the unseen S4-S6 are the harshest, so a model trained on A-dominated d
 augmentation loses accuracy on them. As in TAU22, the other devices record the same segments as device A
 (parallel recordings), device A dominates training, and S4-S6 appear only in the test split.
 
+Training subsets. `evaluation_setup/split{5,10,25,50}.csv` mirror the DCASE 2024 subsets of TAU22 (see
+`subsets.py`): nested, every device keeping its share of fold1_train, no S4-S6, chosen by recording as TAU22's
+are: a device's clips of one segment are in a subset together or not at all. Whole locations would be too
+coarse here: a location holds about 28 of the 1,400 training clips, so the 5 % subset (70 clips) would be two
+or three locations, as many of the ten scenes. With segments, 5 % is 5 device-A recordings and 20 clips of the minor
+devices, which fill the scenes device A leaves out; from 10 % on device A covers every scene.
+
 Determinism: every random draw comes from a generator seeded by (seed, purpose, index), so the bytes depend
 only on the spec (and the pinned numpy), not on the order or parallelism of rendering.
 """
@@ -29,15 +36,18 @@ only on the spec (and the pinned numpy), not on the order or parallelism of rend
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile
 
 from dsflexinet.atomic import atomic_path
 from dsflexinet.data.responses import ResponseShape, apply_response, random_response_db
+from dsflexinet.data.subsets import SUBSET_FRACTIONS, SubsetFacts, subset_file
 from dsflexinet.data.tau22 import DATASET_DIRNAME, DEVICES, SCENES, SPLIT_FILES, ClipName
 
 CITIES = (
@@ -170,6 +180,79 @@ def plan_segments(spec: SyntheticSpec) -> list[Segment]:
                         s, sub = pool[pick]
                         segments[s].clips[device] = segments[s].clips.get(device, ()) + (sub,)
     return segments
+
+
+class _Recording(NamedTuple):
+    """One device's clips of one training segment: the unit a subset takes whole."""
+
+    scene: str
+    device: str
+    clips: tuple[ClipName, ...]
+
+
+def plan_subsets(spec: SyntheticSpec, segments: list[Segment] | None = None) -> dict[int, list[ClipName]]:
+    """The clips of each training subset (percent in SUBSET_FRACTIONS), nested, chosen by whole recordings.
+
+    Subsets grow from the smallest: each device adds recordings while that brings its clip count closer to the
+    fraction of its fold1_train clips (at least one, so no device is missing), device A first since its
+    recordings are the big ones; each pick goes to the scene with the fewest clips so far, so scenes stay as
+    balanced as whole recordings allow.
+    """
+    segments = plan_segments(spec) if segments is None else segments
+    recordings = [
+        _Recording(segment.scene, device, tuple(
+            ClipName(segment.scene, segment.city, segment.location, segment.segment, sub, device) for sub in subs
+        ))
+        for segment in segments if segment.split == "train"
+        for device, subs in segment.clips.items()
+    ]  # fmt: skip
+    rank = np.random.default_rng([spec.seed, 6]).permutation(len(recordings))  # tie-breaks between equal scenes
+    totals = Counter()
+    for recording in recordings:
+        totals[recording.device] += len(recording.clips)
+    chosen: set[int] = set()
+    per_scene, per_device, per_device_scene = Counter(), Counter(), Counter()
+
+    def next_recording(device: str, fraction: int) -> int | None:
+        # In hundredths of a clip: what is missing to fraction % of the device's clips. A recording that fits
+        # is preferred; one that overshoots only if it still ends closer (100 * size < 2 * missing).
+        missing = fraction * totals[device] - 100 * per_device[device]
+        unused = [i for i, recording in enumerate(recordings) if recording.device == device and i not in chosen]
+        sizes = {i: 100 * len(recordings[i].clips) for i in unused}
+        options = [i for i in unused if sizes[i] <= missing] or [
+            i for i in unused if not per_device[device] or sizes[i] < 2 * missing
+        ]
+        return min(
+            options,
+            key=lambda i: (per_scene[recordings[i].scene], per_device_scene[device, recordings[i].scene], rank[i]),
+            default=None,
+        )
+
+    subsets = {}
+    for fraction in SUBSET_FRACTIONS:
+        for devices in (("a",), MINOR_TRAIN_DEVICES):  # the minor devices take turns, one recording each
+            growing = True
+            while growing:
+                growing = False
+                for device in devices:
+                    index = next_recording(device, fraction)
+                    if index is not None:
+                        recording = recordings[index]
+                        chosen.add(index)
+                        per_scene[recording.scene] += len(recording.clips)
+                        per_device[device] += len(recording.clips)
+                        per_device_scene[device, recording.scene] += len(recording.clips)
+                        growing = True
+        clips = (clip for index in chosen for clip in recordings[index].clips)
+        subsets[fraction] = sorted(clips, key=lambda clip: clip.filename)
+    return subsets
+
+
+def subset_facts(spec: SyntheticSpec) -> dict[int, SubsetFacts]:
+    """Row counts, devices and digests of the synthetic subsets: what `subsets.verify_subset` expects of them."""
+    return {
+        fraction: SubsetFacts.of(clip.filename for clip in clips) for fraction, clips in plan_subsets(spec).items()
+    }
 
 
 def _scene_parameters(spec: SyntheticSpec, scene: str) -> dict[str, np.ndarray]:
@@ -339,6 +422,8 @@ def generate(spec: SyntheticSpec, out_dir: str | Path) -> Path:
     _write_table(root / SPLIT_FILES["train"], ("filename", "scene_label"), sorted(train))
     _write_table(root / SPLIT_FILES["evaluate"], ("filename", "scene_label"), sorted(evaluate))
     _write_table(root / SPLIT_FILES["test"], ("filename",), sorted((f,) for f, _ in evaluate))
+    for fraction, clips in plan_subsets(spec, segments).items():
+        _write_table(root / subset_file(fraction), ("filename", "scene_label"), [(c.filename, c.scene) for c in clips])
     return root
 
 
@@ -359,4 +444,8 @@ def spec_summary(spec: SyntheticSpec) -> dict:
     for segment in segments:
         for device, subsegments in segment.clips.items():
             counts[segment.split][device] = counts[segment.split].get(device, 0) + len(subsegments)
-    return {"spec": asdict(spec), "clips": counts}
+    subsets = {}
+    for fraction, clips in plan_subsets(spec, segments).items():
+        devices = Counter(clip.device for clip in clips)
+        subsets[f"split{fraction}"] = {device: devices[device] for device in DEVICES if devices[device]}
+    return {"spec": asdict(spec), "clips": counts, "subsets": subsets}
