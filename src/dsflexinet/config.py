@@ -17,10 +17,18 @@ from dsflexinet.errors import PipelineError
 
 
 def _read_yaml(path: Path) -> dict:
+    """A YAML mapping; a syntax error is reported as `<file>:<line>:<column>: ...`, as editors jump to it."""
     try:
         value = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise PipelineError(f"{path}: config file not found") from None
+    except yaml.MarkedYAMLError as error:
+        mark, started = error.problem_mark or error.context_mark, error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = ""
+        if error.problem and error.context and started:
+            context = f" ({error.context} started at line {started.line + 1}, column {started.column + 1})"
+        raise PipelineError(f"{where}: not valid YAML: {error.problem or error.context}{context}") from None
     except yaml.YAMLError as error:
         raise PipelineError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(value, dict):
