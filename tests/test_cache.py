@@ -12,7 +12,8 @@ import soundfile
 
 from dsflexinet.data import cache as cache_module
 from dsflexinet.data.cache import WaveformCache, build_cache
-from dsflexinet.data.wav import read_wav, resample
+from dsflexinet.data.dirs import load_impulse_responses, synthesise_impulse_responses
+from dsflexinet.data.wav import promised_frames, read_wav, resample
 from dsflexinet.errors import PipelineError
 
 TRAIN = "evaluation_setup/fold1_train.csv"
@@ -104,3 +105,75 @@ def test_short_clip_is_reported(tiny_dataset: Path, tmp_path: Path) -> None:
 def test_missing_cache_is_reported(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"train\.npy: waveform cache file not found"):
         WaveformCache.open(tmp_path / "train.npy")
+
+
+# --- what libsndfile lets through: NaN or infinite samples, a file shorter than its header says ---------------
+
+
+def _clip_copy(tiny_dataset: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the tiny data set and one of its training clips to spoil."""
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, root)
+    return root, root / (root / TRAIN).read_text().splitlines()[5].split("\t")[0]
+
+
+def _write_non_finite(path: Path, index: int, value: float) -> None:
+    wave, rate = read_wav(path)
+    wave[index] = value
+    soundfile.write(path, wave, rate, subtype="FLOAT")  # a float WAV can hold NaN and Inf
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_refused(value: float, tiny_dataset: Path, tmp_path: Path) -> None:
+    _, victim = _clip_copy(tiny_dataset, tmp_path)
+    _write_non_finite(victim, 123, value)
+    with pytest.raises(PipelineError) as failure:
+        read_wav(victim)
+    assert str(failure.value) == f"{victim}: 1 of 44100 samples are NaN or infinite (the first at sample 123)"
+
+
+def test_cache_refuses_non_finite_audio_and_keeps_the_cache_it_had(tiny_dataset: Path, tmp_path: Path) -> None:
+    root, victim = _clip_copy(tiny_dataset, tmp_path)
+    before = build_cache(root, TRAIN, tmp_path / "train.npy").waves.copy()
+    _write_non_finite(victim, 0, np.nan)
+    with pytest.raises(PipelineError, match=rf"^{victim}: 1 of 44100 samples are NaN or infinite"):
+        build_cache(root, TRAIN, tmp_path / "train.npy")
+    np.testing.assert_array_equal(WaveformCache.open(tmp_path / "train.npy").waves, before)
+
+
+def test_impulse_response_set_refuses_non_finite_audio(tmp_path: Path) -> None:
+    synthesise_impulse_responses(tmp_path / "dirs", 3, seed=1)
+    victim = tmp_path / "dirs" / "synthetic_mic_01.wav"
+    _write_non_finite(victim, 7, np.inf)
+    with pytest.raises(PipelineError, match=rf"^{victim}: 1 of 16456 samples are NaN or infinite"):
+        load_impulse_responses(tmp_path / "dirs", 32000)
+
+
+def test_truncated_wav_is_refused_or_read_with_a_warning(tiny_dataset: Path, tmp_path: Path, caplog) -> None:
+    root, victim = _clip_copy(tiny_dataset, tmp_path)
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 3 * 100])  # 100 samples of 24 bits short: within the length tolerance
+    message = f"{victim}: truncated WAV file: its header promises 44100 samples, it holds 44000"
+    with pytest.raises(PipelineError) as failure:
+        read_wav(victim)
+    assert str(failure.value) == message
+    with caplog.at_level("WARNING", logger="dsflexinet"):
+        wave, _ = read_wav(victim, allow_truncated=True)
+    assert wave.shape == (44000,) and f"{message} (100 missing)" in caplog.text
+    with pytest.raises(PipelineError) as failure:
+        build_cache(root, TRAIN, tmp_path / "train.npy")
+    assert str(failure.value) == message
+    assert not (tmp_path / "train.npy").exists()
+
+
+def test_missing_wav_is_named_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError) as failure:
+        read_wav(tmp_path / "absent.wav")
+    assert str(failure.value) == f"{tmp_path / 'absent.wav'}: file not found"
+
+
+def test_promised_frames_of_real_recordings(tau_clips_dir: Path, micirp_dir: Path) -> None:
+    """The header parser agrees with libsndfile on every real file at hand (WAVE_FORMAT_PCM and EXTENSIBLE)."""
+    paths = sorted(tau_clips_dir.glob("*.wav")) + sorted(micirp_dir.glob("*.wav"))
+    assert len(paths) > 66
+    assert [promised_frames(path) for path in paths] == [soundfile.info(path).frames for path in paths]

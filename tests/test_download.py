@@ -172,3 +172,132 @@ def test_micirp_fetch_rejects_tampered_file(server, micirp_dir: Path, tmp_path: 
     (server.root / "Altec_639.wav").write_bytes(b"RIFF" + b"\x00" * 100)
     with pytest.raises(PipelineError, match=r"Altec_639\.wav: sha256 checksum mismatch"):
         fetch_micirp(tmp_path / "micirp", server.url, downloads=tmp_path / "downloads")
+
+
+# --- checksums, sources that do not exist, a wrong file at the destination, progress -------------------------
+
+
+def _counting_transfers(monkeypatch) -> list[str]:
+    from dsflexinet.data import download
+
+    calls: list[str] = []
+    transfer = download._transfer
+    monkeypatch.setattr(download, "_transfer", lambda url, *args: (calls.append(url), transfer(url, *args))[1])
+    return calls
+
+
+def test_upper_case_checksum_keeps_a_good_file(server, tmp_path: Path) -> None:
+    out = fetch(f"{server.url}/archive.bin", tmp_path / "archive.bin", MD5.upper())
+    assert out.read_bytes() == PAYLOAD
+    fetch(f"{server.url}/archive.bin", out, MD5.upper())  # verified as it is: not downloaded again
+    assert len(server.requests) == 1 and out.read_bytes() == PAYLOAD
+
+
+def test_malformed_checksum_fails_before_downloading(server, tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match=r"archive\.bin: md5 checksum '8be14bdb' is not 32 hexadecimal digits$"):
+        fetch(f"{server.url}/archive.bin", tmp_path / "archive.bin", "8be14bdb")
+    assert server.requests == [] and not (tmp_path / "archive.bin.part").exists()
+
+
+def test_missing_file_url_fails_at_once_without_resume_advice(tmp_path: Path, monkeypatch) -> None:
+    calls = _counting_transfers(monkeypatch)
+    source = (tmp_path / "mirror" / "absent.zip").as_uri()
+    with pytest.raises(PipelineError) as failure:
+        fetch(source, tmp_path / "absent.zip", MD5)
+    assert str(failure.value) == f"{source}: download failed (No such file or directory)"
+    assert calls == [source]  # no retries
+    assert not (tmp_path / "absent.zip.part").exists()
+
+
+def test_http_404_message_does_not_mention_a_part(server, tmp_path: Path) -> None:
+    with pytest.raises(PipelineError) as failure:
+        fetch(f"{server.url}/absent.bin", tmp_path / "absent.bin", MD5)
+    assert str(failure.value) == f"{server.url}/absent.bin: download failed (HTTP 404 Not Found)"
+
+
+def test_resume_advice_only_when_a_part_exists(server, tmp_path: Path, monkeypatch) -> None:
+    import socket
+
+    monkeypatch.setattr("dsflexinet.data.download.RETRY_DELAY_SECONDS", 0.0)
+    with socket.socket() as probe:  # a port nobody listens on: the connection is refused, nothing arrives
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/archive.bin"
+    with pytest.raises(PipelineError, match=r"download failed after 2 attempts \(.*refused\)$") as failure:
+        fetch(closed, tmp_path / "a" / "archive.bin", MD5, attempts=2)
+    assert ".part" not in str(failure.value)
+
+    out = tmp_path / "b" / "archive.bin"
+    with pytest.raises(PipelineError) as failure:
+        fetch(f"{server.url}/truncated/archive.bin", out, MD5, attempts=2)
+    part = out.with_name("archive.bin.part")
+    assert part.stat().st_size == len(PAYLOAD) // 2  # what arrived is kept for the rerun
+    assert str(failure.value).endswith(f"; rerun to resume from {part} (524.3 kB so far)")
+
+
+def test_wrong_file_at_destination_is_replaced_only_by_a_verified_download(server, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "archive.bin"
+    out.write_bytes(b"an older, wrong file")
+    with caplog.at_level("WARNING", logger="dsflexinet"):
+        fetch(f"{server.url}/archive.bin", out, MD5)
+    assert out.read_bytes() == PAYLOAD
+    assert "the file is replaced once the download is verified" in caplog.text
+
+
+@pytest.mark.parametrize("served", ["corrupt", "absent"])
+def test_wrong_file_at_destination_stays_when_the_download_fails(served, server, tmp_path: Path) -> None:
+    (server.root / "archive.bin").write_bytes(PAYLOAD[:-1] + b"\x00")
+    out = tmp_path / "archive.bin"
+    out.write_bytes(b"an older, wrong file")
+    name = "archive.bin" if served == "corrupt" else "absent.bin"
+    with pytest.raises(PipelineError) as failure:
+        fetch(f"{server.url}/{name}", out, MD5)
+    message = str(failure.value)
+    assert message.endswith(f"; {out}, which does not match, was left in place")
+    assert ("the download was deleted" in message) == (served == "corrupt")
+    assert out.read_bytes() == b"an older, wrong file"
+    assert not out.with_name("archive.bin.part").exists()
+
+
+def _progress_lines(caplog, subject: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "dsflexinet" and r.getMessage().startswith(subject)]
+
+
+def test_download_logs_progress_and_a_final_line(server, tmp_path: Path, monkeypatch, caplog) -> None:
+    url = f"{server.url}/archive.bin"
+    with caplog.at_level("INFO", logger="dsflexinet"):
+        fetch(url, tmp_path / "quiet" / "archive.bin", MD5)  # faster than the interval: the final line only
+    assert len(_progress_lines(caplog, url)) == 1
+    caplog.clear()
+
+    monkeypatch.setattr("dsflexinet.data.download.PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr("dsflexinet.data.download.CHUNK_BYTES", 1 << 16)
+    out = tmp_path / "archive.bin"
+    out.with_name("archive.bin.part").write_bytes(PAYLOAD[: 1 << 18])
+    with caplog.at_level("INFO", logger="dsflexinet"):
+        fetch(url, out, MD5)
+    lines = _progress_lines(caplog, url)
+    assert len(lines) == 12 + 1  # 12 blocks of 64 KiB after the 256 KiB resumed, then the final line
+    assert lines[0].startswith(f"{url}: 327.7 kB of 1.0 MB (31%) in ")
+    assert all(line.endswith("B/s") for line in lines[:-1])
+    assert lines[-1].startswith(f"{url}: finished, 1.0 MB of 1.0 MB (100%) in ")
+    assert lines[-1].endswith("(resumed at 262.1 kB)")
+
+
+def test_extraction_logs_its_count(tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr("dsflexinet.data.download.PROGRESS_SECONDS", 0.0)
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for index in range(5):
+            bundle.writestr(f"root/audio/{index}.wav", b"x" * 100)
+    with caplog.at_level("INFO", logger="dsflexinet"):
+        extract_zip(archive, tmp_path / "data")
+    lines = _progress_lines(caplog, str(archive))
+    assert [line.split(": ", 1)[1].split(" in ")[0] for line in lines] == [
+        *(f"{done} of 5 members ({done / 5:.0%})" for done in range(5)),
+        "finished, 5 of 5 members (100%)",
+    ]
+    assert lines[-1].endswith("; 5 files written, 0 already there")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dsflexinet"):
+        assert extract_zip(archive, tmp_path / "data") == 0
+    assert _progress_lines(caplog, str(archive))[-1].endswith("; 0 files written, 5 already there")

@@ -231,7 +231,7 @@ def test_exported_int8_classifier_runs_on_the_engine_it_was_converted_for(tmp_pa
             model, int8 = _fake_quant_and_int8(model, torch.randn(4, 1, 256, 64), engine)
             path = tmp_path / f"{engine}.pt"
             classifier = WaveformClassifier(build_frontend("student"), int8)
-            export_classifier(classifier, path, engine, ModelInput(32000, 32000))
+            export_classifier(classifier, path, ModelInput(32000, 32000), engine)
             torch.backends.quantized.engine = "qnnpack"  # a process that has not chosen yet
             with torch.inference_mode():
                 logits = load_classifier(path)(waves)

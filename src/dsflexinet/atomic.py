@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from dsflexinet.errors import PipelineError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -42,5 +45,22 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def _first_non_finite(value: Any, where: str = "") -> str | None:
+    """The key path (`devices.a.accuracy`, `rows[3]`) of the first NaN or infinite float in `value`, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "<top level>"
+    if isinstance(value, dict):
+        children = ((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        children = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next(filter(None, (_first_non_finite(item, path) for path, item in children)), None)
+
+
 def write_json(path: str | os.PathLike, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    """Standard JSON only: a NaN or Infinity (which json.dumps writes by default) fails naming the file and key."""
+    where = _first_non_finite(payload)
+    if where is not None:
+        raise PipelineError(f"{path}: refusing to write a non-finite number (NaN or Infinity) at {where}")
+    write_text(path, json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n")

@@ -70,8 +70,7 @@ def _extract(args: argparse.Namespace) -> None:
     from dsflexinet.data.download import extract_zip
 
     for archive in args.archives:
-        written = extract_zip(archive, args.out)
-        log.info("%s: %d files extracted", archive, written)
+        extract_zip(archive, args.out)  # logs its own progress and count
 
 
 def _validate_dataset(args: argparse.Namespace) -> None:
@@ -278,7 +277,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from dsflexinet.evaluate.predict import predict_files
 
-    classified, skipped = predict_files(args.inputs, args.model, args.out, sample_rate=args.sample_rate)
+    classified, skipped = predict_files(args.inputs, args.model, args.out)
     log.info("classified %d file(s) into %s; skipped %d unreadable", classified, args.out, len(skipped))
     return 0 if classified else 1
 
@@ -321,7 +320,6 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("predict", help="classify WAV files or directories into a CSV")
     command.add_argument("inputs", nargs="+", type=Path, help="WAV files or directories")
     command.add_argument("--model", type=Path, required=True, help="model.pt or an exported (int8) model")
-    command.add_argument("--sample-rate", type=int, default=32000, help="the rate the model was trained at")
     command.add_argument("--out", type=Path, default=Path("predictions.csv"))
     command.set_defaults(handler=_predict)
 

@@ -17,10 +17,18 @@ from dsflexinet.errors import PipelineError
 
 
 def _read_yaml(path: Path) -> dict:
+    """A YAML mapping; a syntax error is reported as `<file>:<line>:<column>: ...`, as editors jump to it."""
     try:
         value = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise PipelineError(f"{path}: config file not found") from None
+    except yaml.MarkedYAMLError as error:
+        mark, started = error.problem_mark or error.context_mark, error.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = ""
+        if error.problem and error.context and started:
+            context = f" ({error.context} started at line {started.line + 1}, column {started.column + 1})"
+        raise PipelineError(f"{where}: not valid YAML: {error.problem or error.context}{context}") from None
     except yaml.YAMLError as error:
         raise PipelineError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(value, dict):
@@ -56,20 +64,29 @@ def validate_config(config: dict, schema: str | Path) -> None:
     """Raise a one-line PipelineError for the first problem jsonschema finds, naming the key; then check what no
     schema can say (GPU requests, every job spec against the model registry, report names), so that a wrong
     setting stops the workflow before any job runs rather than after Snakemake has removed the old outputs."""
-    validator = jsonschema.Draft202012Validator(_read_yaml(Path(schema)))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    schema = _read_yaml(Path(schema))
+    _raise_first(jsonschema.Draft202012Validator(schema), config)
+    # What a run's keys merged onto students.defaults give must be a complete student, as the defaults are.
+    complete = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/complete_student"})
+    for run in config["students"]["runs"]:
+        _raise_first(complete, student_settings(config, run), f"students.runs.{run} (merged onto the defaults)")
+    _check_gpu_request(config)
+    _check_job_specs(config)
+    _check_reports(config)
+
+
+def _raise_first(validator: jsonschema.protocols.Validator, instance: dict, prefix: str = "") -> None:
+    """The first problem jsonschema finds as one line naming its key (below `prefix`)."""
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is None:
-        _check_gpu_request(config)
-        _check_job_specs(config)
-        _check_reports(config)
         return
-    where = _location(error.absolute_path)
+    keys = [prefix, *map(str, error.absolute_path)] if prefix else list(map(str, error.absolute_path))
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
-        key = f"{where}.{unknown[0]}" if error.absolute_path else unknown[0]
+        key = _location([*keys, unknown[0]])
         raise PipelineError(f"config: unknown key '{key}' (allowed here: {', '.join(allowed)})")
-    raise PipelineError(f"config: {where}: {error.message}")
+    raise PipelineError(f"config: {_location(keys)}: {error.message}")
 
 
 def _check_gpu_request(config: dict) -> None:
@@ -181,7 +198,12 @@ def student_settings(config: dict, run: str) -> dict:
     runs = config["students"]["runs"]
     if run not in runs:
         raise PipelineError(f"unknown student run {run!r}; the config defines {', '.join(runs)}")
-    return merge(config["students"]["defaults"], runs[run] or {})
+    settings = merge(config["students"]["defaults"], runs[run] or {})
+    # A run's label weight that names its kind of schedule is a whole schedule, not values for the default's kind.
+    label_weight = ((runs[run] or {}).get("distillation") or {}).get("label_weight") or {}
+    if "schedule" in label_weight:
+        settings["distillation"]["label_weight"] = copy.deepcopy(label_weight)
+    return settings
 
 
 def student_seeds(config: dict) -> list[int]:

@@ -135,9 +135,12 @@ def use_engine(backend: str, source: str = "") -> None:
     torch.backends.quantized.engine = backend
 
 
-def export_classifier(classifier: WaveformClassifier, path: str | Path, engine: str, model_input: ModelInput) -> None:
-    """Trace frontend + int8 model to TorchScript, check it on other batch sizes than the traced one and record
-    the quantized engine and the expected input, which `load_classifier` reads back."""
+def export_classifier(
+    classifier: nn.Module, path: str | Path, model_input: ModelInput, engine: str | None = None
+) -> None:
+    """Trace a waveform classifier (frontend + int8 model) to TorchScript, check it on other batch sizes than
+    the traced one and record the expected input and, for an int8 model, its quantized engine, which
+    `load_classifier` reads back."""
     path = Path(path)
     classifier = classifier.eval()
     example = torch.randn(2, model_input.clip_samples) * 0.1
@@ -147,7 +150,9 @@ def export_classifier(classifier: WaveformClassifier, path: str | Path, engine: 
             waves = torch.randn(batch, model_input.clip_samples) * 0.1
             if not torch.allclose(traced(waves), classifier(waves), atol=1e-4):
                 raise PipelineError(f"{path}: the exported model disagrees with the eager model at batch {batch}")
-    records = {ENGINE_RECORD: engine, INPUT_RECORD: json.dumps(model_input.to_dict())}
+    records = {INPUT_RECORD: json.dumps(model_input.to_dict())}
+    if engine is not None:
+        records[ENGINE_RECORD] = engine
     with atomic_path(path) as tmp:
         torch.jit.save(traced, str(tmp), _extra_files=records)
 

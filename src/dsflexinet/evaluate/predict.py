@@ -1,13 +1,16 @@
 """Classify WAV files with a trained float or int8 model: any rate, any channel count, any length.
 
-Audio is mixed to mono and resampled to the model's rate; a recording longer than one clip is cut into whole
-1 s windows whose class probabilities are averaged (a remainder shorter than a window is dropped, a recording
-shorter than one window is zero-padded). Unreadable files are reported by name and skipped.
+Audio is mixed to mono and resampled to the rate the model file records; a recording longer than one clip is
+cut into whole windows of the recorded clip length, whose class probabilities are averaged (a remainder shorter than a window is dropped, a recording
+shorter than one window is zero-padded). A file that cannot be classified (unreadable, NaN or infinite samples,
+or non-finite model outputs) is reported by name and skipped; a truncated one is classified from what it holds,
+with a warning. `file_probabilities` is shared with the DCASE submission writer.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +21,8 @@ from dsflexinet.atomic import atomic_path
 from dsflexinet.data.tau22 import SCENES
 from dsflexinet.data.wav import fit_length, read_wav, resample
 from dsflexinet.errors import PipelineError
-from dsflexinet.evaluate.inference import predict_logits
-from dsflexinet.modelfile import load_classifier
+from dsflexinet.evaluate.inference import EVAL_BATCH, predict_logits
+from dsflexinet.modelfile import LoadedClassifier, load_classifier
 
 log = logging.getLogger("dsflexinet")
 
@@ -41,23 +44,47 @@ def windows(wave: np.ndarray, length: int) -> np.ndarray:
     return fit_length(wave, count * length).reshape(count, length)
 
 
-def predict_files(
-    inputs: list[str | Path], model_path: str | Path, out_csv: str | Path, sample_rate: int = 32000,
-    window_seconds: float = 1.0,
-) -> tuple[int, list[str]]:  # fmt: skip
-    """Write one row per readable file (file, scene, one probability per scene); return (rows, skipped)."""
-    classifier = load_classifier(model_path)
-    length = round(sample_rate * window_seconds)
-    rows, skipped = [], []
-    for path in collect_wavs(inputs):
+def file_probabilities(
+    classifier: LoadedClassifier, paths: Iterable[Path]
+) -> Iterator[tuple[Path, np.ndarray | None]]:  # fmt: skip
+    """(path, class probabilities averaged over its windows) for each file, in order; None for a file that
+    cannot be classified, after logging why. Windows of several files share one model call (a batch of one
+    clip costs about twice as much per clip)."""
+    sample_rate, length = classifier.input.sample_rate, classifier.input.clip_samples
+    pending: list[tuple[Path, np.ndarray | None]] = []
+
+    def classify_pending() -> Iterator[tuple[Path, np.ndarray | None]]:
+        readable = [batch for _, batch in pending if batch is not None]
+        logits = predict_logits(classifier, np.concatenate(readable)) if readable else np.zeros((0, len(SCENES)))
+        probabilities = iter(torch.softmax(torch.from_numpy(logits), dim=1).split([len(b) for b in readable]))
+        for path, batch in pending:
+            mean = None if batch is None else next(probabilities).mean(dim=0).numpy()
+            if mean is not None and not np.isfinite(mean).all():
+                log.error("skipped %s: the model gives non-finite class probabilities (NaN or infinite) for it", path)
+                mean = None
+            yield path, mean
+        pending.clear()
+
+    for path in paths:
         try:
-            wave, rate = read_wav(path)
+            wave, rate = read_wav(path, allow_truncated=True)
+            pending.append((path, windows(resample(wave, rate, sample_rate), length)))
         except PipelineError as error:
             log.error("skipped %s", error)
+            pending.append((path, None))
+        if sum(len(batch) for _, batch in pending if batch is not None) >= EVAL_BATCH:
+            yield from classify_pending()
+    yield from classify_pending()
+
+
+def predict_files(inputs: list[str | Path], model_path: str | Path, out_csv: str | Path) -> tuple[int, list[str]]:
+    """Write one row per classified file (file, scene, one probability per scene); return (rows, skipped)."""
+    classifier = load_classifier(model_path)
+    rows, skipped = [], []
+    for path, probabilities in file_probabilities(classifier, collect_wavs(inputs)):
+        if probabilities is None:
             skipped.append(str(path))
             continue
-        logits = predict_logits(classifier, windows(resample(wave, rate, sample_rate), length))
-        probabilities = torch.softmax(torch.from_numpy(logits), dim=1).mean(dim=0).numpy()
         scene = SCENES[int(np.argmax(probabilities))]
         rows.append({"file": str(path), "scene": scene} | dict(zip(SCENES, probabilities, strict=True)))
     table = pd.DataFrame(rows, columns=["file", "scene", *SCENES])

@@ -64,7 +64,7 @@ def qat_job(model_path: str | Path, qat: dict, data: TrainingData, files: QatFil
 
     int8 = convert_int8(module.model.cpu())
     path = Path(files.training.model)
-    export_classifier(WaveformClassifier(float_classifier.frontend, int8), path, qat["backend"], payload["input"])
+    export_classifier(WaveformClassifier(float_classifier.frontend, int8), path, payload["input"], qat["backend"])
     write_json(files.info, {
         "backend": qat["backend"],
         "file_bytes": path.stat().st_size,

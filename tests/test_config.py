@@ -1,0 +1,133 @@
+"""Config files: YAML syntax errors name file, line and column; a run overrides part of a schedule; what must
+stay complete (students.defaults, teacher schedules) still is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from dsflexinet.config import _read_yaml, load_config, student_settings, student_spec, validate_config
+from dsflexinet.errors import PipelineError
+from tests.conftest import REPO
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT = REPO / "config.yaml"
+
+
+def _override(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "override.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: 1\nb: [1, 2\nc: 3\n",
+         ("3:2: not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence started at line 2, "
+         "column 4)")),
+        ("a: 1\n\tb: 2\n", "2:1: not valid YAML: found character '\\t' that cannot start any token"),
+        ("students:\n  runs:\n    sm4: {}\n   sm5: {}\n", ("4:4: not valid YAML: expected <block end>, but found "
+         "'<block mapping start>' (while parsing a block mapping started at line 2, column 3)")),
+        ("a: 1\n  b: 2\n", "2:4: not valid YAML: mapping values are not allowed here"),
+    ],
+)  # fmt: skip
+def test_yaml_syntax_error_names_file_line_and_column(text: str, message: str, tmp_path: Path) -> None:
+    path = _override(tmp_path, text)
+    with pytest.raises(PipelineError) as failure:
+        load_config([DEFAULT, path], SCHEMA)
+    assert str(failure.value) == f"{path}:{message}"
+
+
+def test_other_yaml_problems_stay_one_line(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match=r"absent\.yaml: config file not found$"):
+        _read_yaml(tmp_path / "absent.yaml")
+    with pytest.raises(PipelineError, match=r"override\.yaml: a config file must hold a mapping at the top level$"):
+        _read_yaml(_override(tmp_path, "- just\n- a list\n"))
+
+
+def test_a_run_overrides_part_of_a_schedule(tmp_path: Path) -> None:
+    config = load_config([DEFAULT, _override(tmp_path, "students: {runs: {sm4: {schedule: {epochs: 2}}}}\n")], SCHEMA)
+    defaults = config["students"]["defaults"]["schedule"]
+    assert student_spec(config, "sm4", 1)["schedule"] == defaults | {"epochs": 2}
+    assert student_spec(config, "sm1", 1)["schedule"] == defaults  # other runs keep the defaults
+    assert len(defaults) == 8 and defaults["epochs"] == 16
+
+
+def test_a_run_overrides_part_of_the_label_weight(tmp_path: Path) -> None:
+    text = "students: {runs: {sm4: {distillation: {label_weight: {end: 0.2}}}}}\n"
+    config = load_config([DEFAULT, _override(tmp_path, text)], SCHEMA)
+    assert student_spec(config, "sm4", 1)["distillation"]["label_weight"] == {"schedule": "linear", "start": 0.5,
+                                                                          "end": 0.2}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("students: {runs: {sm4: {schedule: {epochs: 0}}}}", ("students.runs.sm4.schedule.epochs: 0 is less than "
+         "the minimum of 1")),
+        ("students: {runs: {sm4: {schedule: {epoch: 2}}}}", ("unknown key 'students.runs.sm4.schedule.epoch' "
+         "(allowed here: batch_size, epochs, lr, min_lr_factor, rampdown_epochs, rampdown_start, warmup_epochs, "
+         "weight_decay)")),
+        ("students: {runs: {sm4: {distillation: {label_weight: {end: 2}}}}}",
+         "students.runs.sm4.distillation.label_weight.end: 2 is greater than the maximum of 1"),
+        # naming the kind of schedule gives a whole one
+        ("students: {runs: {sm4: {distillation: {label_weight: {schedule: linear, end: 0.3}}}}}",
+         "students.runs.sm4.distillation.label_weight: 'start' is a required property"),
+        ("students: {runs: {sm4: {distillation: {label_weight: {schedule: constant, value: 0.3, end: 0.1}}}}}",
+         "unknown key 'students.runs.sm4.distillation.label_weight.end' (allowed here: schedule, value)"),
+        ("students: {runs: {sm4: {distillation: {label_weight: {}}}}}",
+         "students.runs.sm4.distillation.label_weight: {} should be non-empty"),
+    ],
+)  # fmt: skip
+def test_override_errors_name_the_key(text: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(PipelineError) as failure:
+        load_config([DEFAULT, _override(tmp_path, text + "\n")], SCHEMA)
+    assert str(failure.value) == f"config: {message}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["students"]["defaults"].update(schedule={"epochs": 2}),
+         "students.defaults.schedule: 'batch_size' is a required property"),
+        (lambda c: c["teachers"]["architectures"]["cpresnet"].update(schedule={"epochs": 3}),
+         "teachers.architectures.cpresnet.schedule: 'batch_size' is a required property"),
+        (lambda c: c["students"]["defaults"]["distillation"].update(label_weight={"end": 0.2}),
+         "students.defaults.distillation.label_weight: 'schedule' is a required property"),
+        (lambda c: c["students"]["defaults"]["distillation"].update(label_weight={"schedule": "constant"}),
+         "students.defaults.distillation.label_weight: 'value' is a required property"),
+    ],
+)  # fmt: skip
+def test_defaults_and_teacher_schedules_stay_complete(change, message: str) -> None:
+    config = load_config([DEFAULT], SCHEMA)
+    change(config)
+    with pytest.raises(PipelineError) as failure:
+        validate_config(config, SCHEMA)
+    assert str(failure.value) == f"config: {message}"
+
+
+def test_merged_run_settings_must_be_a_complete_student(tmp_path: Path) -> None:
+    """The config schema cannot see the default a partial override lands on: `{value: 0.3}` is a valid change of a
+    constant weight, but merged onto this linear default it would be a linear schedule with a stray `value` that
+    nothing reads. The merged settings of every run are checked against `$defs/complete_student`."""
+    definitions = yaml.safe_load(SCHEMA.read_text())["$defs"]
+    complete = jsonschema.Draft202012Validator({"$defs": definitions, "$ref": "#/$defs/complete_student"})
+    config = load_config([DEFAULT, _override(tmp_path, "students: {runs: {sm1: {schedule: {epochs: 2}}}}\n")], SCHEMA)
+    assert all(complete.is_valid(student_settings(config, run)) for run in config["students"]["runs"])
+    text = "students: {runs: {sm4: {distillation: {label_weight: {value: 0.3}}}}}\n"
+    with pytest.raises(PipelineError) as failure:
+        load_config([DEFAULT, _override(tmp_path, text)], SCHEMA)
+    assert str(failure.value) == (
+        "config: unknown key 'students.runs.sm4 (merged onto the defaults).distillation.label_weight.value'"
+        " (allowed here: end, schedule, start)"
+    )
+
+
+def test_a_run_naming_its_schedule_kind_replaces_the_default(tmp_path: Path) -> None:
+    text = "students: {runs: {sm4: {distillation: {label_weight: {schedule: constant, value: 0.3}}}}}\n"
+    config = load_config([DEFAULT, _override(tmp_path, text)], SCHEMA)
+    assert student_spec(config, "sm4", 1)["distillation"]["label_weight"] == {"schedule": "constant", "value": 0.3}
