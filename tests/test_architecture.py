@@ -62,7 +62,7 @@ def import_graph() -> dict[str, set[str]]:
 def _room(module: str) -> int:
     parts = module.split(".")
     room = parts[1] if len(parts) > 1 else "__init__"
-    assert room in ROOM_OF or room == "__init__", f"{module}: not in any room of ROOMS (add it there and in ARCHITECTURE.md)"
+    assert room in ROOM_OF or room == "__init__", f"{module}: in no room of ROOMS (add it there and to ARCHITECTURE.md)"
     return ROOM_OF.get(room, -1)
 
 

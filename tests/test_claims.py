@@ -153,7 +153,7 @@ def test_interval_matches_every_resample_enumerated() -> None:
         assert cdf[i] - quantile > 0.004 and quantile - cdf[i - 1] > 0.004  # not at a jump: the answer is sharp
         expected.append(distinct[i])
     identifiers = locations_of(sizes)
-    b_right = np.concatenate([np.arange(size) >= miss for size, miss in zip(sizes, wrong)])
+    b_right = np.concatenate([np.arange(size) >= miss for size, miss in zip(sizes, wrong, strict=True)])
     a = System("A", {1: clips_table(np.ones(15, bool), identifiers)})
     difference = paired_difference(a, System("B", {1: clips_table(b_right, identifiers)}), resamples=20_000)
     assert difference.estimate == pytest.approx(6 / 15)

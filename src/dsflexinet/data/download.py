@@ -36,7 +36,7 @@ _FINAL_LOCAL_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError,
 
 
 def _size(count: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
+    for unit in ("B", "kB", "MB", "GB"):  # noqa: B007 (the unit the loop stops at is the answer)
         if count < 1000:
             break
         count /= 1000

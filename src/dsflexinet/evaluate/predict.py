@@ -1,10 +1,10 @@
 """Classify WAV files with a trained float or int8 model: any rate, any channel count, any length.
 
 Audio is mixed to mono and resampled to the rate the model file records; a recording longer than one clip is
-cut into whole windows of the recorded clip length, whose class probabilities are averaged (a remainder shorter than a window is dropped, a recording
-shorter than one window is zero-padded). A file that cannot be classified (unreadable, NaN or infinite samples,
-or non-finite model outputs) is reported by name and skipped; a truncated one is classified from what it holds,
-with a warning. `file_probabilities` is shared with the DCASE submission writer.
+cut into whole windows of the recorded clip length, whose class probabilities are averaged (a remainder shorter
+than a window is dropped, a recording shorter than one window is zero-padded). A file that cannot be classified
+(unreadable, NaN or infinite samples, or non-finite model outputs) is reported by name and skipped; a truncated
+one is classified from what it holds, with a warning. `file_probabilities` is shared with the DCASE submission writer.
 """
 
 from __future__ import annotations

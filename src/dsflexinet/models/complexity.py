@@ -37,7 +37,6 @@ from dsflexinet.errors import PipelineError
 from dsflexinet.models.passt import Attention
 from dsflexinet.models.registry import build_model, model_spec
 
-
 MAX_MACS = 30_000_000  # DCASE 2022-2024 Task 1, per 1 s clip
 MAX_PARAM_BYTES = 128_000  # DCASE 2022-2024 Task 1: 128 kB of parameters at their stored precision
 BYTES_PER_PARAMETER = {"int8": 1, "float16": 2, "float32": 4}

@@ -212,14 +212,17 @@ def _markdown(frame: pd.DataFrame) -> str:
             "side, *not distinguishable* where it contains the threshold. A and B: mean ± std over seeds."
         ),
     ]
+    def per_seed(systems: pd.Series, values: pd.Series) -> list[str]:
+        return [f"{s}: {format_mean_std(map(float, v.split(';')))}" for s, v in zip(systems, values, strict=True)]
+
     for name, rows in frame.groupby("statistic", sort=False):
+        claimed = zip(rows["direction"], rows["threshold_pp"], strict=True)
         table = pd.DataFrame({
             "claim": rows["claim"], "source": rows["source"],
             "paper": [f"{value:+.2f}" if pd.notna(value) else "" for value in rows["paper_pp"]],
             "this run [95 % interval]": rows.apply(_interval_cell, axis=1),
-            "claimed": [f"{'>' if d == 1 else '<'} {t:g}" for d, t in zip(rows["direction"], rows["threshold_pp"])],
-            "A": [f"{a}: {format_mean_std(map(float, v.split(';')))}" for a, v in zip(rows["a"], rows["a_pp"])],
-            "B": [f"{b}: {format_mean_std(map(float, v.split(';')))}" for b, v in zip(rows["b"], rows["b_pp"])],
+            "claimed": [f"{'>' if d == 1 else '<'} {t:g}" for d, t in claimed],
+            "A": per_seed(rows["a"], rows["a_pp"]), "B": per_seed(rows["b"], rows["b_pp"]),
             "interval covers": rows["interval_covers"], "verdict": rows["verdict"],
         })  # fmt: skip
         lines += ["", f"## {name.replace('_', ' ')} (%)", "", to_markdown(table).rstrip("\n")]

@@ -58,7 +58,7 @@ def plot_claims(frame: pd.DataFrame, out_png: Path, statistic: str = "accuracy")
     rows = frame[frame["statistic"] == statistic].reset_index(drop=True)
     figure, axes = plt.subplots(figsize=(9.0, 1.2 + 0.42 * max(len(rows), 1)))
     y = np.arange(len(rows))[::-1]
-    for position, row in zip(y, rows.itertuples(index=False)):
+    for position, row in zip(y, rows.itertuples(index=False), strict=True):
         colour = VERDICT_COLOURS[row.verdict]
         error = [[row.difference_pp - row.low_pp], [row.high_pp - row.difference_pp]]
         axes.errorbar(row.difference_pp, position, xerr=error, fmt="o", color=colour, capsize=3, markersize=5)
