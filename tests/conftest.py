@@ -54,7 +54,9 @@ def tiny_pipeline_config(config: dict) -> dict:
     config["data"]["impulse_responses"]["synthetic"]["count"] = 4
     config["compute"]["threads"] = 1
     teachers = config["teachers"]
-    teachers.update(seeds=[1], recipes=["dir_fms"], fusion_steps=20)
+    # One training location per scene: nothing to hold out, so the fusion is fitted in-sample.
+    teachers.update(seeds=[1], recipes=["dir_fms"], fusion={"fit": "in_sample", "holdout_fraction": 0, "seed": 0,
+                                                             "steps": 20})
     for architecture in teachers["architectures"].values():
         architecture["schedule"].update(epochs=1, batch_size=32, warmup_epochs=0, rampdown_start=0, rampdown_epochs=1)
     defaults = config["students"]["defaults"]

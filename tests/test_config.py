@@ -131,3 +131,45 @@ def test_a_run_naming_its_schedule_kind_replaces_the_default(tmp_path: Path) -> 
     text = "students: {runs: {sm4: {distillation: {label_weight: {schedule: constant, value: 0.3}}}}}\n"
     config = load_config([DEFAULT, _override(tmp_path, text)], SCHEMA)
     assert student_spec(config, "sm4", 1)["distillation"]["label_weight"] == {"schedule": "constant", "value": 0.3}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["teachers"]["architectures"]["passt"]["model"].update(name="passt_tinny"),
+         "teachers.architectures.passt.model.name: unknown model 'passt_tinny' (choose from "),
+        (lambda c: c["students"]["runs"].update({"sm4": {"model": {"options": {"nrom": "batchnorm"}}}}),
+         "students.runs.sm4.model.options: dsflexinet_sm4 takes no option 'nrom' (it takes norm, n_classes)"),
+        (lambda c: c["students"]["runs"].update({"sm2": {"frontend": {"preset": "passt"}}}),
+         "students.runs.sm2.frontend.preset is 'passt' but dsflexinet_sm4 is fed by the 'student' frontend"),
+        (lambda c: c["students"]["defaults"]["qat"].update(epochs=2, freeze_last_epochs=2),
+         "students.runs.sm1.qat: freeze_last_epochs (2) must be smaller than epochs (2)"),
+        (lambda c: c["reports"]["table4"].update(Fused="sm4-fused"),
+         "reports.table4.Fused names student run 'sm4-fused', which students.runs does not define"),
+        (lambda c: c["reports"].update(table2=["sm1", "sm5"]),
+         "reports.table2 names student run 'sm5', which students.runs does not define"),
+        (lambda c: c["teachers"]["fusion"].update(holdout_fraction=0),
+         "teachers.fusion: fit 'holdout' needs a holdout_fraction above 0"),
+    ],
+)  # fmt: skip
+def test_job_settings_are_checked_before_any_job_runs(change, message: str) -> None:
+    """What the schema cannot see (model names and options against the registry, a run's frontend, QAT epochs,
+    report names) fails when the DAG is built, before Snakemake removes any old output."""
+    config = load_config([DEFAULT], SCHEMA)
+    change(config)
+    with pytest.raises(PipelineError) as failure:
+        validate_config(config, SCHEMA)
+    assert str(failure.value).startswith(f"config: {message}") and "\n" not in str(failure.value)
+
+
+def test_a_dry_run_stops_at_a_wrong_model_name() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--nolock", "--config", "students={'runs': {'sm1': {'model': "
+         "{'name': 'dsflexinet_sm9'}}}}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "config: students.runs.sm1.model.name: unknown model 'dsflexinet_sm9'" in result.stdout + result.stderr

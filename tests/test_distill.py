@@ -109,3 +109,91 @@ def test_metrics_breakdown() -> None:
     assert metrics["groups"]["unseen_simulated"]["accuracy"] == 1.0
     assert metrics["class_averaged_accuracy"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
     assert metrics["confusion_matrix"][0][:3] == [1, 1, 0] and metrics["confusion_matrix"][2][:3] == [1, 0, 1]
+
+
+def _clip_table(tmp_path: Path, name: str, rows: list[tuple[str, str, int, str]]) -> Path:
+    """A cache-format clip table of (filename, scene, label, identifier) rows."""
+    import pandas as pd
+
+    from dsflexinet.data.tau22 import CLIP_COLUMNS
+
+    records = [(f, s, label, "a", i.split("-")[0], i) for f, s, label, i in rows]
+    frame = pd.DataFrame(records, columns=list(CLIP_COLUMNS))
+    path = tmp_path / name
+    frame.to_csv(path, sep="\t", index=False)
+    return path
+
+
+def test_holdout_is_whole_locations_never_a_scene_s_last(tmp_path: Path) -> None:
+    from dsflexinet.data.splits import holdout_locations, read_clip_table, write_training_split
+
+    scenes = {"park": 5, "bus": 5, "tram": 1}  # locations per scene; tram has a single one
+    rows = [(f"audio/{scene}-lyon-{scene}{k}-0-{clip}-a.wav", scene, label, f"lyon-{scene}{k}")
+            for label, (scene, locations) in enumerate(scenes.items())
+            for k in range(locations) for clip in range(3)]  # fmt: skip
+    cache = _clip_table(tmp_path, "cache.tsv", rows)
+    subset = tmp_path / "subset.csv"
+    subset.write_text("filename\tscene_label\n" + "".join(f"{f}\t{s}\n" for f, s, _, _ in rows))
+    held = holdout_locations(read_clip_table(cache), 0.2, seed=0)
+    assert len(held) == 2 and {name.split("-")[1][:-1] for name in held} == {"park", "bus"}  # one per scene, not tram
+    assert held == holdout_locations(read_clip_table(cache), 0.2, seed=0) != holdout_locations(
+        read_clip_table(cache), 0.2, seed=1
+    )  # reproducible, and the seed decides
+    out = [tmp_path / f"{name}.tsv" for name in ("train", "teachers", "holdout")]
+    counts = write_training_split(cache, subset, 0.2, 0, *out)
+    assert counts == {"train": 33, "teacher_train": 27, "fusion_holdout": 6}
+    train, teachers, holdout = (read_clip_table(path) for path in out)
+    assert set(teachers["identifier"]).isdisjoint(holdout["identifier"])  # no teacher sees a held-out location
+    assert sorted(teachers["filename"].tolist() + holdout["filename"].tolist()) == sorted(train["filename"])
+    with pytest.raises(PipelineError, match="no recording location to hold out"):
+        write_training_split(cache, _subset_of(tmp_path, rows[-3:]), 0.2, 0, *out)
+
+
+def _subset_of(tmp_path: Path, rows: list) -> Path:
+    path = tmp_path / "small.csv"
+    path.write_text("filename\tscene_label\n" + "".join(f"{f}\t{s}\n" for f, s, _, _ in rows))
+    return path
+
+
+def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) -> None:
+    """Teacher 0 memorised its training clips (perfect there, useless elsewhere), teacher 1 generalises. Fitted
+    in-sample the fusion trusts the memoriser; fitted on held-out locations it trusts the generaliser, and the
+    report says so without the test split."""
+    from dsflexinet.data.cache import WaveformCache
+    from dsflexinet.distill.fusion import fuse_teachers
+    from dsflexinet.layout import EnsembleFiles
+
+    rng = np.random.default_rng(0)
+    n_seen, n_held, n_test = 200, 100, 100
+    labels = rng.integers(0, 10, n_seen + n_held + n_test)
+    onehot = np.eye(10)[labels]
+    memoriser = np.where(np.arange(labels.size)[:, None] < n_seen, 9.0 * onehot, rng.normal(0, 3, onehot.shape))
+    generaliser = 2.0 * onehot + rng.normal(0, 1.0, onehot.shape)
+    names = [f"audio/park-lyon-{i // 10}-0-{i % 10}-a.wav" for i in range(labels.size)]
+    locations = [f"lyon-{i // 10}" for i in range(labels.size)]
+    rows = list(zip(names, ["park"] * labels.size, labels.tolist(), locations, strict=True))
+    train_rows, test_rows = rows[: n_seen + n_held], rows[n_seen + n_held :]
+    for split, split_rows in (("train", train_rows), ("test", test_rows)):
+        _clip_table(tmp_path, f"{split}.tsv", split_rows)
+        np.save(tmp_path / f"{split}.npy", np.zeros((len(split_rows), 4), dtype=np.float32))
+    assert len(WaveformCache.open(tmp_path / "train.npy")) == n_seen + n_held
+    teachers = {}
+    for index, logits in enumerate((memoriser, generaliser)):
+        teachers[f"t{index}"] = tmp_path / f"t{index}.npz"
+        save_logits(teachers[f"t{index}"], names, logits)
+    seen = _clip_table(tmp_path, "seen.tsv", train_rows[:n_seen])
+    held = _clip_table(tmp_path, "held.tsv", train_rows[n_seen:])
+    students = tmp_path / "train.tsv"
+    reports = {}
+    for fit, clips in (("in_sample", seen), ("holdout", held)):
+        out = EnsembleFiles(*(str(tmp_path / f"{fit}-{name}") for name in ("fused.npz", "average.npz", "f.json")))
+        reports[fit] = fuse_teachers(teachers, tmp_path / "train.npy", tmp_path / "test.npy", fit, clips, students,
+                                     held, out, steps=100)  # fmt: skip
+    in_sample, holdout = reports["in_sample"], reports["holdout"]
+    assert in_sample["alpha"]["t0"] > in_sample["alpha"]["t1"] and holdout["alpha"]["t1"] > holdout["alpha"]["t0"]
+    assert holdout["fit"]["clips"] == n_held and in_sample["fit"]["clips"] == n_seen
+    # Held-out cross-entropy (cross-fitted for the hold-out fit) tells the designs apart without the test split.
+    assert holdout["holdout_cross_entropy"]["fused"] < in_sample["holdout_cross_entropy"]["fused"]
+    assert holdout["test"]["fused"]["accuracy"] > in_sample["test"]["fused"]["accuracy"]
+    assert (in_sample["student_train"]["fused"]["mean_top_probability"]
+            > holdout["student_train"]["fused"]["mean_top_probability"])  # fmt: skip

@@ -64,6 +64,10 @@ def test_run_is_versioned_compared_and_restored(tmp_path: Path, env: dict) -> No
 
     snakemake(cwd=repo, env=env)
     assert "Nothing to be done" in snakemake("-n", cwd=repo, env=env)
+    # Worker processes and threads change how fast, not what is computed: nothing reruns for them.
+    hardware = tmp_path / "hardware.yaml"
+    hardware.write_text(yaml.safe_dump({"compute": {"num_workers": 2, "threads": 2}}))
+    assert "Nothing to be done" in snakemake("-n", "--configfile", str(hardware), cwd=repo, env=env)
     commit("first run", cwd=repo, env=env)
     run("dvc", "push", "-q", cwd=repo, env=env)
     first = json.loads((repo / "results/metrics.json").read_text())

@@ -21,12 +21,13 @@ from dsflexinet.audio.energy import analyse_energy
 from dsflexinet.config import qat_spec, student_spec, teacher_spec
 from dsflexinet.data.cache import build_cache
 from dsflexinet.data.dirs import synthesise_impulse_responses
+from dsflexinet.data.splits import write_training_split
 from dsflexinet.distill.fusion import fuse_teachers
 from dsflexinet.distill.logits import dump_teacher_logits, load_logits
 from dsflexinet.evaluate.metrics import evaluate_model
 from dsflexinet.evaluate.predict import predict_files
 from dsflexinet.layout import EnsembleFiles, QatFiles, TrainingFiles
-from dsflexinet.modelfile import load_model_file
+from dsflexinet.modelfile import load_classifier, load_model_file
 from dsflexinet.quant.finetune import qat_job
 from dsflexinet.train import run as run_module
 from dsflexinet.train.data import TrainingData
@@ -48,7 +49,10 @@ def inputs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     build_cache(tiny_dataset, "evaluation_setup/fold1_evaluate.csv", work / "test.npy")
     synthesise_impulse_responses(work / "irs", count=4, seed=1)
     analyse_energy(work / "train.npy", None, work / "energy.json", work / "energy.png")
-    return {"train": work / "train.npy", "test": work / "test.npy", "irs": work / "irs", "energy": work / "energy.json"}
+    splits = {name: work / f"{name}.tsv" for name in ("students", "teachers", "holdout")}
+    write_training_split(work / "train.tsv", tiny_dataset / "evaluation_setup/fold1_train.csv", 0, 0, *splits.values())
+    return {"train": work / "train.npy", "test": work / "test.npy", "irs": work / "irs", "energy": work / "energy.json",
+            **splits}  # fmt: skip
 
 
 def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau_clips_dir_or_none) -> None:
@@ -61,10 +65,13 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
         assert [row["epoch"] for row in history] == ["1"] and 0 <= float(history[0]["val_acc"]) <= 1
 
     ensemble = EnsembleFiles(*(str(tmp_path / "ensemble" / name) for name in ("fused.npz", "average.npz", "f.json")))
-    report = fuse_teachers(logit_files, inputs["train"], inputs["test"], ensemble, steps=50)
+    report = fuse_teachers(logit_files, inputs["train"], inputs["test"], "in_sample", inputs["teachers"],
+                           inputs["students"], inputs["holdout"], ensemble, steps=50)  # fmt: skip
     alpha = np.array(list(report["alpha"].values()))
     assert not np.allclose(alpha, 0.5) and np.abs(report["beta"]).max() > 1e-4  # moved away from the average
-    assert report["train_cross_entropy"]["fused"] <= report["train_cross_entropy"]["average"] + 1e-9
+    assert report["fit_cross_entropy"]["fused"] <= report["fit_cross_entropy"]["average"] + 1e-9
+    assert report["fit"] == {"on": "in_sample", "clips": 70, "clip_table": str(inputs["teachers"])}
+    assert report["holdout_cross_entropy"] == {} and report["alpha_sum"] == pytest.approx(alpha.sum())
     assert set(report["test"]) == {*logit_files, "average", "fused"}
     names, fused = load_logits(tmp_path / "ensemble" / "fused.npz")
     assert fused.shape == (250, 10) and len(set(names)) == 250
@@ -80,6 +87,14 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
     no_energy = TrainingData(inputs["train"], inputs["test"], inputs["irs"], teacher_logits=fused_logits)
     int8 = qat_job(student, qat_spec(config, "tiny-rn"), no_energy, qat_files, COMPUTE)
     assert json.loads((tmp_path / "qat" / "quantized.json").read_text())["file_bytes"] == int8.stat().st_size
+    # The validation split QAT is shown only measures: validating on the training clips instead of the test
+    # split gives the very same int8 model.
+    other_validation = TrainingData(inputs["train"], inputs["train"], inputs["irs"], teacher_logits=fused_logits)
+    other_files = QatFiles(_files(tmp_path / "qat-other", "model_int8.pt"), str(tmp_path / "qat-other" / "q.json"))
+    other = qat_job(student, qat_spec(config, "tiny-rn"), other_validation, other_files, COMPUTE)
+    waves = torch.from_numpy(np.load(inputs["test"], mmap_mode="r")[:32].copy())
+    with torch.inference_mode():
+        assert torch.equal(load_classifier(int8)(waves), load_classifier(other)(waves))
 
     for model, out in ((student, "eval_float.json"), (int8, "eval_int8.json")):
         metrics = evaluate_model(model, inputs["test"], tmp_path / out)

@@ -214,6 +214,22 @@ def test_freezing_stops_observers_and_batchnorm_statistics() -> None:
     assert torch.equal(model.stem[0][0].bn.running_mean, running)
 
 
+def test_freezing_stops_standalone_batchnorm_too() -> None:
+    """The `batchnorm` block norm has no conv to fold into: freezing puts it in eval mode (running statistics,
+    no updates), where Lightning's training loop leaves it, validation passes included."""
+    model = prepare_qat(build_model("dsflexinet_sm1", norm="batchnorm"), "fbgemm")
+    standalone = [m for name, m in model.named_modules() if name.endswith(".norm")]
+    assert standalone and all(isinstance(m, nn.BatchNorm2d) for m in standalone)
+    with torch.no_grad():
+        model(torch.randn(4, 1, 256, 64))
+    freeze_quantization(model)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with torch.no_grad():
+        model(torch.randn(4, 1, 256, 64) * 5 + 3)  # the model stays in training mode, its BatchNorms do not
+    assert model.training and not any(m.training for m in standalone)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
 def test_prepare_qat_refuses_unknown_backends_and_unready_models() -> None:
     with pytest.raises(PipelineError, match="unknown quantization backend 'tflite'"):
         prepare_qat(build_model("dsflexinet_sm1"), "tflite")
@@ -259,3 +275,41 @@ def test_exported_int8_classifier_runs_on_the_engine_it_was_converted_for(tmp_pa
             load_classifier(tmp_path / "damaged.pt")
     finally:
         torch.backends.quantized.engine = "fbgemm"
+
+
+@pytest.mark.parametrize("norm", ["resnorm_channel", "batchnorm"])
+def test_validation_never_moves_observers_or_batchnorm(norm: str) -> None:
+    """FakeQuantize observers update in eval mode; a validation pass must leave every quantization range and
+    BatchNorm statistic where training left it, bit for bit (before and after observers are frozen)."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from dsflexinet.audio.pipeline import TrainingInput
+    from dsflexinet.train.module import SceneClassifier
+
+    generator = torch.Generator().manual_seed(3)
+    model = prepare_qat(build_model("dsflexinet_sm1", norm=norm), "fbgemm")
+    with torch.no_grad():
+        model(torch.randn(4, 1, 256, 64, generator=generator))  # calibrated on training-like inputs
+    schedule = {"lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 0, "rampdown_start": 0, "rampdown_epochs": 1,
+                "min_lr_factor": 1.0}  # fmt: skip
+    module = SceneClassifier(model, TrainingInput(build_frontend("student")), schedule)
+    loud = [{"wave": torch.randn(8, 32000, generator=generator) * 30, "label": torch.zeros(8, dtype=torch.int64),
+             "device": torch.zeros(8, dtype=torch.int64)} for _ in range(3)]  # fmt: skip
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
+    for frozen in (False, True):
+        if frozen:
+            freeze_quantization(model)
+        enabled = [m.observer_enabled.item() for m in model.modules() if isinstance(m, FakeQuantizeBase)]
+        before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+        trainer.validate(module, dataloaders=DataLoader(loud, batch_size=None), verbose=False)
+        changed = [name for name, tensor in model.state_dict().items() if not torch.equal(before[name], tensor)]
+        assert not changed
+        assert [m.observer_enabled.item() for m in model.modules() if isinstance(m, FakeQuantizeBase)] == enabled
+    # The check can fail: the same pass with the observers left running moves the input's range.
+    scale = model.quant.activation_post_process.scale.clone()
+    model.apply(torch.ao.quantization.enable_observer)
+    with torch.no_grad():
+        model.eval()(module.inputs(loud[0]["wave"], ["a"] * 8))
+    assert not torch.equal(model.quant.activation_post_process.scale, scale)

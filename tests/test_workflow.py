@@ -37,7 +37,7 @@ def test_default_dag_has_every_step_of_the_paper() -> None:
     counts = job_counts()
     assert counts == {
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
-        "cache_waveforms": 2, "energy_analysis": 1,
+        "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,  # 2 architectures x 2 recipes x 3 seeds
         "train_student": 11, "qat_student": 11, "evaluate_student": 22, "student_complexity": 11,
         "report_table": 4, "report_confusion": 2, "report_metrics": 1, "all": 1,

@@ -93,6 +93,28 @@ def _cache_waveforms(args: argparse.Namespace) -> None:
     log.info("cached %d clips of %s in %s", len(cache), args.split_file, args.out)
 
 
+def _fetch_subset(args: argparse.Namespace) -> None:
+    from dsflexinet.data.subsets import fetch_subset
+
+    fetch_subset(args.fraction, args.base_url, args.out)
+    log.info("verified %s", args.out)
+
+
+def _split_training(args: argparse.Namespace) -> None:
+    from dsflexinet.data.splits import write_training_split
+    from dsflexinet.data.subsets import TAU22_SUBSETS, verify_subset
+    from dsflexinet.data.synth import SyntheticSpec, subset_facts
+
+    if args.fraction < 100:
+        expected = TAU22_SUBSETS if args.synthetic_spec is None else subset_facts(SyntheticSpec(**args.synthetic_spec))
+        verify_subset(args.subset_table, args.fraction, expected)
+    counts = write_training_split(
+        args.cache_table, args.subset_table, args.holdout_fraction, args.seed, args.out_train,
+        args.out_teacher_train, args.out_holdout,
+    )  # fmt: skip
+    log.info("training clips: %s", counts)
+
+
 def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("generate-synthetic", help="write the synthetic default data set (TAU22 layout)")
     command.add_argument("--spec", type=_json_object, default={}, help="SyntheticSpec fields as JSON")
@@ -128,6 +150,26 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("root", type=Path)
     command.add_argument("--out", type=Path, default=None, help="also write the summary as JSON")
     command.set_defaults(handler=_validate_dataset)
+
+    command = commands.add_parser("fetch-subset", help="download a DCASE'24 training subset table and verify it")
+    command.add_argument("--fraction", type=int, required=True, choices=(5, 10, 25, 50))
+    command.add_argument("--base-url", required=True)
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_fetch_subset)
+
+    command = commands.add_parser("split-training", help="the clip tables of a training subset (students,"
+                                  " teachers, fusion hold-out)")  # fmt: skip
+    command.add_argument("--cache-table", type=Path, required=True, help="the training cache's .tsv")
+    command.add_argument("--subset-table", type=Path, required=True, help="fold1_train.csv or split<N>.csv")
+    command.add_argument("--fraction", type=int, required=True, help="the subset in percent (100: fold1_train)")
+    command.add_argument("--synthetic-spec", type=_json_object, default=None,
+                         help="the synthetic data set's spec: expect its own subsets (default: TAU22's)")  # fmt: skip
+    command.add_argument("--holdout-fraction", type=float, required=True, help="share of locations per scene")
+    command.add_argument("--seed", type=int, default=0, help="which locations are held out")
+    command.add_argument("--out-train", required=True)
+    command.add_argument("--out-teacher-train", required=True)
+    command.add_argument("--out-holdout", required=True)
+    command.set_defaults(handler=_split_training)
 
     command = commands.add_parser("cache-waveforms", help="decode one split to a 32 kHz memory-mapped array")
     command.add_argument("--root", type=Path, required=True, help="data set root (holds meta.csv)")
@@ -184,7 +226,7 @@ def _threshold(text: str) -> float:
 def _energy(args: argparse.Namespace) -> None:
     from dsflexinet.audio.energy import analyse_energy
 
-    stats = analyse_energy(args.cache, args.threshold, args.out_json, args.out_png)
+    stats = analyse_energy(args.cache, args.threshold, args.out_json, args.out_png, args.clips)
     log.info(
         "%d clips: mean energy %.4g, threshold %.4g (%s), %.1f%% above",
         stats["clips"], stats["energy"]["mean"], stats["threshold"], stats["threshold_source"],
@@ -195,6 +237,7 @@ def _energy(args: argparse.Namespace) -> None:
 def _add_audio_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("energy", help="clip-energy statistics and histogram (ADIR threshold, Fig. 2)")
     command.add_argument("--cache", type=Path, required=True, help="waveform cache (<name>.npy beside <name>.tsv)")
+    command.add_argument("--clips", type=Path, default=None, help="clip table of the clips to analyse (default: all)")
     command.add_argument("--threshold", type=_threshold, default=None,
                          help="a number such as 323 (default: the clips' mean energy, as in the paper)")  # fmt: skip
     command.add_argument("--out-json", type=Path, required=True)
@@ -207,12 +250,15 @@ def _add_audio_commands(commands: argparse._SubParsersAction) -> None:
 
 def _add_training_inputs(command: argparse.ArgumentParser) -> None:
     command.add_argument("--train-cache", type=Path, required=True, help="results/cache/train.npy")
+    command.add_argument("--train-clips", type=Path, default=None,
+                         help="clip table of the training clips to learn from (default: all of the cache)")  # fmt: skip
     command.add_argument("--test-cache", type=Path, required=True, help="results/cache/test.npy (validation curve)")
     command.add_argument("--impulse-responses", type=Path, default=None, help="DIR set directory (DIR/ADIR)")
     command.add_argument("--energy", type=Path, default=None,
                          help="energy analysis JSON (ADIR threshold 'energy_analysis')")  # fmt: skip
     command.add_argument("--teacher-logits", type=Path, default=None, help="ensemble logits (.npz) for KD")
     command.add_argument("--compute", type=_json_object, default={}, help="accelerator, devices, strategy as JSON")
+    command.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     command.add_argument("--out-model", required=True)
     command.add_argument("--out-history", required=True, help="one row per epoch")
     command.add_argument("--work-dir", required=True, help="holds checkpoints/ (resume) and tensorboard/")
@@ -221,7 +267,9 @@ def _add_training_inputs(command: argparse.ArgumentParser) -> None:
 def _training_data(args: argparse.Namespace) -> TrainingData:
     from dsflexinet.train.data import TrainingData
 
-    return TrainingData(args.train_cache, args.test_cache, args.impulse_responses, args.energy, args.teacher_logits)
+    return TrainingData(
+        args.train_cache, args.test_cache, args.impulse_responses, args.energy, args.teacher_logits, args.train_clips
+    )
 
 
 def _log_saved(path: Path | None) -> None:
@@ -238,7 +286,8 @@ def _training_files(args: argparse.Namespace) -> TrainingFiles:
 def _train(args: argparse.Namespace) -> None:
     from dsflexinet.train.run import train_job
 
-    _log_saved(train_job(args.spec, _training_data(args), _training_files(args), args.compute))
+    compute = args.compute | {"num_workers": args.num_workers}
+    _log_saved(train_job(args.spec, _training_data(args), _training_files(args), compute))
 
 
 def _qat(args: argparse.Namespace) -> None:
@@ -246,7 +295,8 @@ def _qat(args: argparse.Namespace) -> None:
     from dsflexinet.quant.finetune import qat_job
 
     files = QatFiles(_training_files(args), args.out_info)
-    _log_saved(qat_job(args.float_model, args.spec, _training_data(args), files, args.compute))
+    compute = args.compute | {"num_workers": args.num_workers}
+    _log_saved(qat_job(args.float_model, args.spec, _training_data(args), files, compute))
 
 
 def _dump_logits(args: argparse.Namespace) -> None:
@@ -262,7 +312,10 @@ def _fuse(args: argparse.Namespace) -> None:
 
     teachers = {Path(path).parent.name: path for path in args.logits}
     out = EnsembleFiles(args.out_fused, args.out_average, args.out_report)
-    report = fuse_teachers(teachers, args.train_cache, args.test_cache, out, steps=args.steps)
+    report = fuse_teachers(
+        teachers, args.train_cache, args.test_cache, args.fit, args.fit_clips, args.student_clips, args.holdout_clips,
+        out, steps=args.steps,
+    )  # fmt: skip
     accuracy = {name: round(result["accuracy"], 4) for name, result in report["test"].items()}
     log.info("test accuracy: %s", accuracy)
 
@@ -305,6 +358,10 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("logits", nargs="+", type=Path, help="<teacher>/logits.npz files")
     command.add_argument("--train-cache", type=Path, required=True)
     command.add_argument("--test-cache", type=Path, required=True)
+    command.add_argument("--fit", choices=("holdout", "in_sample"), required=True, help="what --fit-clips are")
+    command.add_argument("--fit-clips", type=Path, required=True, help="clip table the fusion is fitted on")
+    command.add_argument("--student-clips", type=Path, required=True, help="clip table the students learn from")
+    command.add_argument("--holdout-clips", type=Path, required=True, help="clip table no teacher trained on")
     command.add_argument("--steps", type=int, default=300, help="L-BFGS iterations")
     command.add_argument("--out-fused", required=True)
     command.add_argument("--out-average", required=True)

@@ -72,6 +72,7 @@ def validate_config(config: dict, schema: str | Path) -> None:
         _raise_first(complete, student_settings(config, run), f"students.runs.{run} (merged onto the defaults)")
     _check_gpu_request(config)
     _check_job_specs(config)
+    _check_fusion(config)
     _check_reports(config)
 
 
@@ -133,6 +134,12 @@ def _check_job_specs(config: dict) -> None:
                 f"config: students.runs.{run}.qat: freeze_last_epochs ({qat['freeze_last_epochs']}) must be smaller"
                 f" than epochs ({qat['epochs']}): the observers need at least one epoch to calibrate"
             )
+
+
+def _check_fusion(config: dict) -> None:
+    fusion = config["teachers"]["fusion"]
+    if fusion["fit"] == "holdout" and fusion["holdout_fraction"] == 0:
+        raise PipelineError("config: teachers.fusion: fit 'holdout' needs a holdout_fraction above 0")
 
 
 def _check_reports(config: dict) -> None:

@@ -5,7 +5,8 @@
       cache/{split}.npy, {split}.tsv        32 kHz waveforms of a labelled split and their clip table
       {subset}/                             everything trained on one training subset: split100 = all of
                                             fold1_train, split5 ... split50 the DCASE'24 subsets
-        splits/teacher_train.tsv, fusion_holdout.tsv   the clips teachers train on, and those held out for the fusion
+        splits/train.tsv, teacher_train.tsv, fusion_holdout.tsv   the subset's clips (students), the teachers'
+                                            share, the locations held out for the fusion (data.splits)
         energy/energy.json, fig2_energy_histogram.png  E(x) statistics of the training clips, ADIR's threshold
         teachers/{teacher}/                 model.pt, history.csv, logits.npz (+ checkpoints/ while training)
         ensemble/                           fused.npz, average.npz, fusion.json
@@ -45,13 +46,14 @@ def _subset_root(subset: str) -> str:
 
 @dataclass(frozen=True)
 class SplitFiles:
+    train: str
     teacher_train: str
     fusion_holdout: str
 
 
 def splits(subset: str = "{subset}") -> SplitFiles:
     root = f"{_subset_root(subset)}/splits"
-    return SplitFiles(f"{root}/teacher_train.tsv", f"{root}/fusion_holdout.tsv")
+    return SplitFiles(f"{root}/train.tsv", f"{root}/teacher_train.tsv", f"{root}/fusion_holdout.tsv")
 
 
 @dataclass(frozen=True)

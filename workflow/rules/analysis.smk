@@ -1,9 +1,11 @@
-# Energy-distribution analysis (paper Fig. 2): E(x) of every training clip; its mean is ADIR's threshold.
+# Energy-distribution analysis (paper Fig. 2): E(x) of every training clip of the subset; its mean is ADIR's
+# threshold.
 
 
 rule energy_analysis:
     input:
-        CACHE["train"],
+        cache=CACHE["train"],
+        clips=layout.splits().train,
     output:
         stats=ENERGY.stats,
         figure=report(ENERGY.figure, caption="../report/fig2.rst", category="Figures"),
@@ -18,5 +20,5 @@ rule energy_analysis:
     conda:
         ENV
     shell:
-        "python -m dsflexinet energy --cache {input:q} {params.threshold}"
+        "python -m dsflexinet energy --cache {input.cache:q} --clips {input.clips:q} {params.threshold}"
         " --out-json {output.stats:q} --out-png {output.figure:q} > {log:q} 2>&1"

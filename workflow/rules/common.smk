@@ -19,6 +19,7 @@ from dsflexinet.config import (
     validate_config,
 )
 from dsflexinet.data.download import read_manifest
+from dsflexinet.data.subsets import SUBSET_FRACTIONS, subset_file
 from dsflexinet.data.tau22 import DATASET_DIRNAME, SPLIT_FILES
 from dsflexinet.errors import PipelineError
 
@@ -37,6 +38,7 @@ DATA = config["data"]
 DATA_ROOT = DATA["root"]
 DATASET = f"{DATA_ROOT}/{DATASET_DIRNAME}"
 DATASET_TABLES = [f"{DATASET}/meta.csv"] + [f"{DATASET}/{path}" for path in SPLIT_FILES.values()]
+SUBSET_TABLES = [f"{DATASET}/{subset_file(fraction)}" for fraction in SUBSET_FRACTIONS]  # DCASE'24 split5..50
 TAU22_ARCHIVES = read_manifest("tau22.md5")
 IR_DIR = f"{DATA_ROOT}/impulse_responses/{DATA['impulse_responses']['source']}"
 CACHE = {split: layout.cache(split) for split in DATA["splits"]}
@@ -46,8 +48,12 @@ STUDENTS = list(config["students"]["runs"])
 SEEDS = student_seeds(config)
 REPORTS = config["reports"]
 COMPUTE = config["compute"]
+# Part of a result's identity: settings that change what training computes. Worker processes and threads only
+# change how fast (they reach the jobs as `threads` and a resource, which Snakemake does not rerun jobs for).
+COMPUTE_IDENTITY = {key: COMPUTE[key] for key in ("accelerator", "devices", "strategy", "precision")}
 THREADS = COMPUTE["threads"]
-TRAIN_RESOURCES = config["resources"]["train"]
+# Training jobs also get their DataLoader workers as a resource: not part of a result's identity.
+TRAIN_RESOURCES = config["resources"]["train"] | {"num_workers": COMPUTE["num_workers"]}
 LIGHT_RESOURCES = config["resources"]["light"]
 DATA_RESOURCES = config["resources"]["data"]
 ENV = "../../envs/pipeline.yaml"
@@ -79,9 +85,14 @@ def work_dir(files):
     return lambda wildcards: files.directory.format(**wildcards)
 
 
-def training_inputs(spec, subset, teachers=None):
-    """Files a training job reads besides the caches: the DIR set, the energy analysis, teacher logits."""
-    inputs = {"train": CACHE["train"], "test": CACHE["test"]}
+def subset_table(subset):
+    """The split table of a training subset: fold1_train.csv for split100, split<N>.csv for the others."""
+    return f"{DATASET}/{subset_file(int(subset.removeprefix('split')))}"
+
+
+def training_inputs(spec, subset, train_clips, teachers=None):
+    """Files a training job reads: the caches and its clip table, the DIR set, the energy analysis, teacher logits."""
+    inputs = {"train": CACHE["train"], "test": CACHE["test"], "train_clips": train_clips}
     if spec["augment"]["device_ir"]:
         inputs["impulse_responses"] = IR_DIR
     if needs_energy_analysis(spec):
@@ -92,12 +103,14 @@ def training_inputs(spec, subset, teachers=None):
 
 
 def teacher_inputs(wildcards):
-    return training_inputs(teacher_spec(config, wildcards.teacher), wildcards.subset)
+    spec = teacher_spec(config, wildcards.teacher)
+    return training_inputs(spec, wildcards.subset, layout.splits(wildcards.subset).teacher_train)
 
 
 def student_inputs(wildcards):
     spec = student_spec(config, wildcards.run, int(wildcards.seed))
-    return training_inputs(spec, wildcards.subset, spec.get("distillation", {}).get("teachers"))
+    teachers = spec.get("distillation", {}).get("teachers")
+    return training_inputs(spec, wildcards.subset, layout.splits(wildcards.subset).train, teachers)
 
 
 def qat_inputs(wildcards):
@@ -108,9 +121,8 @@ def qat_inputs(wildcards):
 
 
 def optional_training_flags(wildcards, input):
-    return " ".join(
-        flag(name.replace("_", "-"), input.get(name)) for name in ("impulse_responses", "energy", "teacher_logits")
-    )
+    names = ("train_clips", "impulse_responses", "energy", "teacher_logits")
+    return " ".join(flag(name.replace("_", "-"), input.get(name)) for name in names)
 
 
 # The files of a student run that each report reads, by role.

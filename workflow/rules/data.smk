@@ -4,7 +4,7 @@ if DATA["source"] == "synthetic":
 
     rule generate_synthetic_dataset:
         output:
-            tables=DATASET_TABLES,
+            tables=DATASET_TABLES + SUBSET_TABLES,
             audio=directory(f"{DATASET}/audio"),
         params:
             spec=as_json(DATA["synthetic"]),
@@ -43,6 +43,25 @@ else:
             ENV
         shell:
             "python -m dsflexinet fetch --url {params.url:q} --checksum {params.md5} --out {output:q} > {log:q} 2>&1"
+
+    rule fetch_dcase24_subset:
+        output:
+            f"{DATASET}/evaluation_setup/split{{fraction}}.csv",
+        wildcard_constraints:
+            fraction="|".join(map(str, SUBSET_FRACTIONS)),
+        params:
+            url=DATA["download"]["subsets_url"],
+        log:
+            "logs/data/fetch_dcase24_subset_{fraction}.log",
+        retries: 2
+        resources:
+            mem_mb=DATA_RESOURCES["mem_mb"],
+            runtime=DATA_RESOURCES["runtime"],
+        conda:
+            ENV
+        shell:
+            "python -m dsflexinet fetch-subset --fraction {wildcards.fraction} --base-url {params.url:q}"
+            " --out {output:q} > {log:q} 2>&1"
 
     rule extract_tau22:
         input:
@@ -157,3 +176,33 @@ rule cache_waveforms:
         "python -m dsflexinet cache-waveforms --root {params.root:q} --split-file {params.split_file:q}"
         " --sample-rate {params.sample_rate} --clip-seconds {params.clip_seconds} {params.expected_rate}"
         " --workers {threads} --out {output.waves:q} > {log:q} 2>&1"
+
+
+rule split_training_clips:
+    input:
+        cache_table=CACHE["train"].replace(".npy", ".tsv"),
+        subset_table=lambda wildcards: subset_table(wildcards.subset),
+    output:
+        train=layout.splits().train,
+        teacher_train=layout.splits().teacher_train,
+        holdout=layout.splits().fusion_holdout,
+    params:
+        fraction=lambda wildcards: wildcards.subset.removeprefix("split"),
+        synthetic_flag=(
+            f"--synthetic-spec {shlex.quote(as_json(DATA['synthetic']))}" if DATA["source"] == "synthetic" else ""
+        ),
+        holdout_fraction=config["teachers"]["fusion"]["holdout_fraction"],
+        seed=config["teachers"]["fusion"]["seed"],
+    log:
+        "logs/{subset}/data/split_training_clips.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/{{subset}}/split_training_clips.tsv"
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet split-training --cache-table {input.cache_table:q} --subset-table {input.subset_table:q}"
+        " --fraction {params.fraction} {params.synthetic_flag} --holdout-fraction {params.holdout_fraction}"
+        " --seed {params.seed} --out-train {output.train:q} --out-teacher-train {output.teacher_train:q}"
+        " --out-holdout {output.holdout:q} > {log:q} 2>&1"

@@ -6,12 +6,19 @@ rule fuse_teachers:
         logits=lambda wildcards: [layout.teacher(wildcards.subset, name).logits for name in TEACHERS],
         train=CACHE["train"],
         test=CACHE["test"],
+        students=layout.splits().train,
+        teacher_train=layout.splits().teacher_train,
+        holdout=layout.splits().fusion_holdout,
     output:
         fused=ENSEMBLE.fused,
         average=ENSEMBLE.average,
         report=ENSEMBLE.report,
     params:
-        steps=config["teachers"]["fusion_steps"],
+        fit=config["teachers"]["fusion"]["fit"],
+        fit_clips=lambda wildcards, input: (
+            input.holdout if config["teachers"]["fusion"]["fit"] == "holdout" else input.teacher_train
+        ),
+        steps=config["teachers"]["fusion"]["steps"],
     log:
         "logs/{subset}/distill/fuse_teachers.log",
     benchmark:
@@ -23,5 +30,7 @@ rule fuse_teachers:
         ENV
     shell:
         "python -m dsflexinet --threads {threads} fuse {input.logits:q} --train-cache {input.train:q}"
-        " --test-cache {input.test:q} --steps {params.steps} --out-fused {output.fused:q}"
+        " --test-cache {input.test:q} --fit {params.fit} --fit-clips {params.fit_clips:q}"
+        " --student-clips {input.students:q} --holdout-clips {input.holdout:q} --steps {params.steps}"
+        " --out-fused {output.fused:q}"
         " --out-average {output.average:q} --out-report {output.report:q} > {log:q} 2>&1"

@@ -11,7 +11,7 @@ rule qat_student:
         history=STUDENT.qat.training.history,
     params:
         spec=lambda wildcards: as_json(qat_spec(config, wildcards.run)),
-        compute=as_json(COMPUTE),
+        compute=as_json(COMPUTE_IDENTITY),
         optional=optional_training_flags,
         work_dir=work_dir(STUDENT.qat.training),
     log:
@@ -25,6 +25,7 @@ rule qat_student:
         ENV
     shell:
         "python -m dsflexinet --threads {threads} qat --float-model {input.float_model:q} --spec {params.spec:q}"
-        " --compute {params.compute:q} --train-cache {input.train:q} --test-cache {input.test:q} {params.optional}"
+        " --compute {params.compute:q} --num-workers {resources.num_workers} --train-cache {input.train:q}"
+        " --test-cache {input.test:q} {params.optional}"
         " --out-model {output.model:q} --out-history {output.history:q} --out-info {output.info:q}"
         " --work-dir {params.work_dir:q} > {log:q} 2>&1"

@@ -10,7 +10,7 @@ use rule train_teacher as train_student with:
         history=STUDENT.training.history,
     params:
         spec=lambda wildcards: as_json(student_spec(config, wildcards.run, int(wildcards.seed))),
-        compute=as_json(COMPUTE),
+        compute=as_json(COMPUTE_IDENTITY),
         optional=optional_training_flags,
         work_dir=work_dir(STUDENT.training),
     log:

@@ -9,7 +9,7 @@ rule train_teacher:
         history=TEACHER.training.history,
     params:
         spec=lambda wildcards: as_json(teacher_spec(config, wildcards.teacher)),
-        compute=as_json(COMPUTE),
+        compute=as_json(COMPUTE_IDENTITY),
         optional=optional_training_flags,
         work_dir=work_dir(TEACHER.training),
     log:
@@ -23,7 +23,7 @@ rule train_teacher:
         ENV
     shell:
         "python -m dsflexinet --threads {threads} train --spec {params.spec:q} --compute {params.compute:q}"
-        " --train-cache {input.train:q} --test-cache {input.test:q} {params.optional}"
+        " --num-workers {resources.num_workers} --train-cache {input.train:q} --test-cache {input.test:q} {params.optional}"
         " --out-model {output.model:q} --out-history {output.history:q} --work-dir {params.work_dir:q}"
         " > {log:q} 2>&1"
 

@@ -22,6 +22,7 @@ import torch
 from dsflexinet.atomic import atomic_path, write_json
 from dsflexinet.audio.chunks import row_chunks
 from dsflexinet.data.cache import WaveformCache
+from dsflexinet.data.splits import read_clip_table
 from dsflexinet.errors import PipelineError
 
 CHUNK_CLIPS = 1024  # rows read from the memory map at a time
@@ -39,11 +40,12 @@ def clip_energy(waves: torch.Tensor | np.ndarray) -> torch.Tensor:
     return energy
 
 
-def cache_energies(waves: np.ndarray, chunk_clips: int = CHUNK_CLIPS) -> np.ndarray:
-    """E(x) of every row of a (memory-mapped) [clips, samples] array, read chunk by chunk."""
-    energies = np.empty(waves.shape[0], dtype=np.float64)
-    for start in range(0, waves.shape[0], chunk_clips):
-        chunk = np.array(waves[start : start + chunk_clips], dtype=np.float32)  # one copy off the memory map
+def cache_energies(waves: np.ndarray, chunk_clips: int = CHUNK_CLIPS, rows: np.ndarray | None = None) -> np.ndarray:
+    """E(x) of every row (or of `rows`) of a (memory-mapped) [clips, samples] array, read chunk by chunk."""
+    rows = np.arange(waves.shape[0]) if rows is None else np.asarray(rows)
+    energies = np.empty(rows.size, dtype=np.float64)
+    for start in range(0, rows.size, chunk_clips):
+        chunk = np.array(waves[rows[start : start + chunk_clips]], dtype=np.float32)  # one copy off the memory map
         energies[start : start + chunk.shape[0]] = clip_energy(torch.from_numpy(chunk)).numpy()
     return energies
 
@@ -113,14 +115,18 @@ def plot_energy_histogram(energies: np.ndarray, threshold: float, out_png: str |
 
 
 def analyse_energy(
-    cache_path: str | os.PathLike, threshold: float | None, out_json: str | os.PathLike, out_png: str | os.PathLike
-) -> dict:
-    """Energy statistics of a waveform cache as JSON, and the histogram figure."""
+    cache_path: str | os.PathLike, threshold: float | None, out_json: str | os.PathLike, out_png: str | os.PathLike,
+    clips: str | os.PathLike | None = None,
+) -> dict:  # fmt: skip
+    """Energy statistics of a waveform cache (all of it, or the clips of a clip table) as JSON, and the
+    histogram figure."""
     cache = WaveformCache.open(cache_path)
-    energies = cache_energies(cache.waves)
-    stats = {"cache": str(cache_path), "samples_per_clip": int(cache.waves.shape[1])}
-    stats |= energy_statistics(energies, cache.clips, threshold)
-    plot_energy_histogram(energies, stats["threshold"], out_png, f"Energy distribution of {len(cache)} clips")
+    rows = None if clips is None else cache.rows_of(read_clip_table(clips), clips)
+    energies = cache_energies(cache.waves, rows=rows)
+    table = cache.clips if rows is None else cache.clips.iloc[rows]
+    stats = {"cache": str(cache_path), "clip_table": None if clips is None else str(clips)}
+    stats |= {"samples_per_clip": int(cache.waves.shape[1])} | energy_statistics(energies, table, threshold)
+    plot_energy_histogram(energies, stats["threshold"], out_png, f"Energy distribution of {len(table)} clips")
     write_json(out_json, stats)
     return stats
 

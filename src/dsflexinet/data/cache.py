@@ -60,6 +60,17 @@ class WaveformCache:
     def __len__(self) -> int:
         return self.waves.shape[0]
 
+    def rows_of(self, clips: pd.DataFrame, source: str | Path) -> np.ndarray:
+        """The sorted rows holding the clips of a clip table (data.splits); `source` names it in errors."""
+        position = pd.Series(np.arange(len(self)), index=self.clips["filename"])
+        missing = ~clips["filename"].isin(position.index)
+        if missing.any():
+            raise PipelineError(
+                f"{source}: {int(missing.sum())} clip(s) are not in this waveform cache, e.g. "
+                f"{clips['filename'][missing].iloc[0]}"
+            )
+        return np.sort(position[clips["filename"]].to_numpy())
+
 
 def _fingerprint(clips: pd.DataFrame, sample_rate: int, length: int) -> str:
     digest = hashlib.sha256(f"{sample_rate}:{length}\n".encode())

@@ -65,8 +65,13 @@ def freeze_observers(model: nn.Module) -> None:
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
-    """Stop the running statistics of the fused conv+BN layers (BN stays folded with the frozen stats)."""
+    """Stop the running statistics of every BatchNorm: the fused conv+BN layers (BN stays folded with the frozen
+    stats) and the standalone ones (the `batchnorm` block norm), which then normalise with their running
+    statistics as they will in int8. Lightning keeps a module's mode across validation passes."""
     model.apply(_freeze_bn)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def freeze_quantization(model: nn.Module) -> None:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from dsflexinet.audio.energy import read_energy_threshold
 from dsflexinet.audio.frontend import MelFrontend
 from dsflexinet.data.cache import WaveformCache
+from dsflexinet.data.splits import read_clip_table
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.distill.logits import load_logits
 from dsflexinet.modelfile import ModelInput
@@ -26,12 +27,15 @@ DEVICE_INDEX = {device: index for index, device in enumerate(DEVICES)}
 
 
 class ClipBatches(Dataset):
-    """A split as (wave, label, device index, teacher logits) rows; teacher logits are zeros without KD."""
+    """Rows of a cache (all, or `rows`) as (wave, label, device index, teacher logits) batches; no teacher
+    logits without KD."""
 
-    def __init__(self, cache: WaveformCache, teacher_logits: np.ndarray | None = None):
+    def __init__(self, cache: WaveformCache, teacher_logits: np.ndarray | None = None, rows: np.ndarray | None = None):
+        self.rows = np.arange(len(cache)) if rows is None else np.asarray(rows)
+        clips = cache.clips.iloc[self.rows]
         self.waves = cache.waves
-        self.labels = torch.tensor(cache.clips["label"].to_numpy(), dtype=torch.int64)
-        self.devices = torch.tensor(cache.clips["device"].map(DEVICE_INDEX).to_numpy(), dtype=torch.int64)
+        self.labels = torch.tensor(clips["label"].to_numpy(), dtype=torch.int64)
+        self.devices = torch.tensor(clips["device"].map(DEVICE_INDEX).to_numpy(), dtype=torch.int64)
         self.teacher = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)
 
     def __len__(self) -> int:
@@ -40,7 +44,7 @@ class ClipBatches(Dataset):
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         order = np.sort(np.asarray(indices))  # sorted rows read the memory map sequentially
         batch = {
-            "wave": torch.from_numpy(np.ascontiguousarray(self.waves[order])),
+            "wave": torch.from_numpy(np.ascontiguousarray(self.waves[self.rows[order]])),
             "label": self.labels[order],
             "device": self.devices[order],
         }
@@ -57,7 +61,8 @@ def _keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class CacheDataModule(pl.LightningDataModule):
-    """Training split (shuffled) and test split (the per-epoch validation curve), from waveform caches."""
+    """Training clips (shuffled; all of the training cache, or those a clip table lists) and the test split (the
+    per-epoch validation curve), from waveform caches."""
 
     def __init__(
         self,
@@ -67,18 +72,23 @@ class CacheDataModule(pl.LightningDataModule):
         teacher_logits: str | Path | None = None,
         num_workers: int = 0,
         eval_batch_size: int = 256,
+        train_clips: str | Path | None = None,
     ):
         super().__init__()
         self.train_cache, self.test_cache = Path(train_cache), Path(test_cache)
-        self.teacher_logits = teacher_logits
+        self.teacher_logits, self.train_clips = teacher_logits, train_clips
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
 
     def setup(self, stage: str | None = None) -> None:
         train = WaveformCache.open(self.train_cache)
+        rows = None
+        if self.train_clips is not None:
+            rows = train.rows_of(read_clip_table(self.train_clips), self.train_clips)
         teacher = None
         if self.teacher_logits is not None:
-            _, teacher = load_logits(self.teacher_logits, train.clips["filename"].tolist())
-        self.train_set = ClipBatches(train, teacher)
+            names = train.clips["filename"].to_numpy() if rows is None else train.clips["filename"].to_numpy()[rows]
+            _, teacher = load_logits(self.teacher_logits, names.tolist())
+        self.train_set = ClipBatches(train, teacher, rows)
         self.test_set = ClipBatches(WaveformCache.open(self.test_cache))
 
     def _loader(self, dataset: ClipBatches, batch_size: int, shuffle: bool) -> DataLoader:
@@ -96,14 +106,16 @@ class CacheDataModule(pl.LightningDataModule):
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The files a training or QAT job reads: the waveform caches, the impulse responses and energy analysis
-    that DIR/ADIR need, and the ensemble logits that distillation needs."""
+    """The files a training or QAT job reads: the waveform caches (and which training clips to learn from: all
+    of the cache, or a clip table of data.splits), the impulse responses and energy analysis that DIR/ADIR need,
+    and the ensemble logits that distillation needs."""
 
     train_cache: Path
     test_cache: Path
     impulse_responses: Path | None = None
     energy: Path | None = None
     teacher_logits: Path | None = None
+    train_clips: Path | None = None
 
     def energy_threshold(self) -> float | None:
         """The threshold of the energy analysis, if the job was given one."""
@@ -117,4 +129,7 @@ class TrainingData:
     def datamodule(self, spec: dict, batch_size: int, compute: dict) -> CacheDataModule:
         """Batches for `spec`: with teacher logits where it distils, without them where it does not."""
         logits = self.teacher_logits if spec.get("distillation") else None
-        return CacheDataModule(self.train_cache, self.test_cache, batch_size, logits, compute.get("num_workers", 0))
+        return CacheDataModule(
+            self.train_cache, self.test_cache, batch_size, logits, compute.get("num_workers", 0),
+            train_clips=self.train_clips,
+        )  # fmt: skip

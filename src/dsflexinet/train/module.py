@@ -22,6 +22,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.ao.quantization import FakeQuantizeBase
 
 from dsflexinet.audio.augment import DeviceImpulseAugmentation
 from dsflexinet.audio.frontend import MelFrontend, build_frontend
@@ -64,6 +65,7 @@ class SceneClassifier(pl.LightningModule):
         self.inputs = inputs
         self.schedule = schedule
         self.distillation = distillation
+        self._observers: list[tuple[nn.Module, torch.Tensor]] = []
 
     def forward(self, waves: torch.Tensor, devices: list[str]) -> torch.Tensor:
         return self.model(self.inputs(waves, devices))
@@ -99,6 +101,19 @@ class SceneClassifier(pl.LightningModule):
         accuracy = (logits.argmax(dim=1) == batch["label"]).float().mean()
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(logits), sync_dist=True)
         self.log("val_acc", accuracy, on_epoch=True, prog_bar=True, batch_size=len(logits), sync_dist=True)
+
+    def on_validation_start(self) -> None:
+        """Validation measures, it never calibrates: PyTorch's fake-quantization observers keep updating in eval
+        mode and under inference_mode, so they are paused for the pass (BatchNorm is in eval mode already)."""
+        self._observers = [(module, module.observer_enabled.clone()) for module in self.modules()
+                           if isinstance(module, FakeQuantizeBase)]  # fmt: skip
+        for module, _ in self._observers:
+            module.disable_observer()
+
+    def on_validation_end(self) -> None:
+        for module, enabled in self._observers:
+            module.observer_enabled.copy_(enabled)
+        self._observers = []
 
     def configure_optimizers(self):
         schedule = self.schedule

@@ -196,6 +196,9 @@ def fit(
     if resume is not None:
         log.info("resuming from %s", resume)
     trainer = make_trainer(files, epochs, compute, callbacks)
+    # Lightning keeps each module's mode as it finds it: a frontend taken from an eval-mode model file must
+    # augment here, as the one of a fresh model does.
+    module.train()
     if resume is None:
         trainer.logger.log_hyperparams(spec)
     with warnings.catch_warnings():

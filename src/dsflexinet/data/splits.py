@@ -1,0 +1,72 @@
+"""Which training clips each job learns from: a training subset, the teachers' share of it and the fusion hold-out.
+
+The waveform cache holds all of fold1_train once; a job selects rows of it by file name from a clip table
+(the cache's own columns, tau22.CLIP_COLUMNS):
+
+    train.tsv            the subset's clips (split5 ... split100): what students learn from, the energy analysis
+    teacher_train.tsv    train minus the hold-out: what the teachers learn from
+    fusion_holdout.tsv   whole recording locations of train that no teacher sees: where eq. 4 is fitted
+
+Why whole locations: clips of one location (and its device copies) are strongly correlated, so a clip hold-out
+would still reward teachers that memorised their location. Per scene, `fraction` of its locations is held out,
+but never all of them (the teachers must see every scene), so a scene with a single location keeps it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dsflexinet.atomic import atomic_path
+from dsflexinet.data.tau22 import CLIP_COLUMNS, read_table
+from dsflexinet.errors import PipelineError
+
+
+def holdout_locations(clips: pd.DataFrame, fraction: float, seed: int) -> list[str]:
+    """Recording locations (identifiers) to hold out: per scene, round(fraction x its locations), at most all
+    but one, drawn with a generator seeded by `seed`; sorted."""
+    if not 0 <= fraction < 1:
+        raise PipelineError(f"fusion hold-out fraction {fraction} is not in [0, 1)")
+    rng = np.random.default_rng([seed, 0x501D])
+    held = []
+    for _, scene in clips.groupby("scene_label", sort=True):
+        locations = sorted(set(scene["identifier"]))
+        count = min(round(fraction * len(locations)), len(locations) - 1)
+        held += [locations[i] for i in sorted(rng.choice(len(locations), size=count, replace=False))]
+    return sorted(held)
+
+
+def read_clip_table(path: str | Path) -> pd.DataFrame:
+    """A clip table written by `write_training_split` (or a cache's .tsv)."""
+    return read_table(Path(path), CLIP_COLUMNS).astype({"label": "int64"})
+
+
+def _write(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+def write_training_split(
+    cache_table: str | Path, subset_table: str | Path, holdout_fraction: float, seed: int,
+    train: str | Path, teacher_train: str | Path, fusion_holdout: str | Path,
+) -> dict:  # fmt: skip
+    """Write the three clip tables of a training subset (rows in cache order); return their counts."""
+    cached = read_clip_table(cache_table)
+    wanted = set(read_table(Path(subset_table), ("filename",))["filename"])
+    missing = sorted(wanted - set(cached["filename"]))
+    if missing:
+        raise PipelineError(
+            f"{subset_table}: {len(missing)} clip(s) are not in the training cache {cache_table}, e.g. {missing[0]}"
+        )
+    subset = cached[cached["filename"].isin(wanted)]
+    held = subset["identifier"].isin(holdout_locations(subset, holdout_fraction, seed))
+    if holdout_fraction > 0 and not held.any():
+        raise PipelineError(
+            f"{subset_table}: no recording location to hold out for the fusion (every scene has a single one);"
+            " use teachers.fusion.fit: in_sample with holdout_fraction: 0"
+        )
+    for table, path in ((subset, train), (subset[~held], teacher_train), (subset[held], fusion_holdout)):
+        _write(table, path)
+    return {"train": len(subset), "teacher_train": int((~held).sum()), "fusion_holdout": int(held.sum())}
