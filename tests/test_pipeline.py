@@ -29,6 +29,7 @@ from dsflexinet.evaluate.predict import predict_files
 from dsflexinet.layout import EnsembleFiles, QatFiles, TrainingFiles
 from dsflexinet.modelfile import load_classifier, load_model_file
 from dsflexinet.quant.finetune import qat_job
+from dsflexinet.report.stats import read_clips, statistic
 from dsflexinet.train import run as run_module
 from dsflexinet.train.data import TrainingData
 from dsflexinet.train.run import train_job
@@ -97,10 +98,15 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
         assert torch.equal(load_classifier(int8)(waves), load_classifier(other)(waves))
 
     for model, out in ((student, "eval_float.json"), (int8, "eval_int8.json")):
-        metrics = evaluate_model(model, inputs["test"], tmp_path / out)
+        metrics = evaluate_model(model, inputs["test"], tmp_path / out, tmp_path / f"{out}.tsv")
         assert metrics["clips"] == 180 and sum(map(sum, metrics["confusion_matrix"])) == 180
         assert set(metrics["devices"]) == {"a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"}
         assert metrics["groups"]["unseen_simulated"]["clips"] == 60
+        outcomes = read_clips(tmp_path / f"{out}.tsv")  # what intervals resample agrees with the JSON
+        assert len(outcomes) == 180 and outcomes["identifier"].nunique() == 10
+        assert statistic(outcomes, "accuracy") == pytest.approx(metrics["accuracy"], abs=1e-12)
+        assert statistic(outcomes, "macro_accuracy") == pytest.approx(metrics["class_averaged_accuracy"], abs=1e-12)
+        assert statistic(outcomes, "log_loss") == pytest.approx(metrics["log_loss"], rel=1e-5)
 
     if tau_clips_dir_or_none is None:
         return

@@ -323,7 +323,7 @@ def _fuse(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from dsflexinet.evaluate.metrics import evaluate_model
 
-    metrics = evaluate_model(args.model, args.cache, args.out)
+    metrics = evaluate_model(args.model, args.cache, args.out, args.out_clips)
     log.info("%s: accuracy %.4f on %d clips", args.model, metrics["accuracy"], metrics["clips"])
 
 
@@ -371,7 +371,8 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("evaluate", help="accuracy per device and group, confusion matrix, as JSON")
     command.add_argument("--model", type=Path, required=True, help="model.pt or an exported (int8) model")
     command.add_argument("--cache", type=Path, required=True)
-    command.add_argument("--out", type=Path, required=True)
+    command.add_argument("--out", type=Path, required=True, help="the metrics (JSON)")
+    command.add_argument("--out-clips", type=Path, required=True, help="one row per clip (tab-separated)")
     command.set_defaults(handler=_evaluate)
 
     command = commands.add_parser("predict", help="classify WAV files or directories into a CSV")

@@ -26,7 +26,8 @@ rule evaluate_student:
         ),
         cache=CACHE["test"],
     output:
-        STUDENT.evaluation(),
+        metrics=STUDENT.evaluation(),
+        clips=STUDENT.clips(),
     log:
         "logs/{subset}/students/evaluate_{run}_s{seed}_{precision}.log",
     benchmark:
@@ -38,7 +39,7 @@ rule evaluate_student:
         ENV
     shell:
         "python -m dsflexinet --threads {threads} evaluate --model {input.model:q} --cache {input.cache:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --out {output.metrics:q} --out-clips {output.clips:q} > {log:q} 2>&1"
 
 
 rule student_complexity:

@@ -5,10 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from dsflexinet.data.tau22 import DEVICE_GROUPS, DEVICES, SCENES
+
+# The per-clip table an evaluation writes beside its JSON: what intervals resample (report.stats). `identifier`
+# is the recording location; label and prediction are indices into SCENES; nll = -log p(true class).
+OUTCOME_COLUMNS = ("filename", "identifier", "device", "label", "prediction", "nll")
+
+
+def clip_outcomes(logits: np.ndarray, clips: pd.DataFrame) -> pd.DataFrame:
+    """One row per clip of a labelled split (a cache's clip table): OUTCOME_COLUMNS."""
+    log_probabilities = F.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1).numpy()
+    labels = clips["label"].to_numpy()
+    return pd.DataFrame({
+        "filename": clips["filename"].to_numpy(), "identifier": clips["identifier"].to_numpy(),
+        "device": clips["device"].to_numpy(), "label": labels, "prediction": logits.argmax(axis=1),
+        "nll": -log_probabilities[np.arange(labels.size), labels],
+    })  # fmt: skip
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, n_classes: int = len(SCENES)) -> np.ndarray:
@@ -49,14 +65,19 @@ def scene_metrics(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -
     }
 
 
-def evaluate_model(model_path: str | Path, cache_path: str | Path, out_json: str | Path) -> dict:
-    """Score a float or int8 model on a labelled split; the JSON is what tables, figures and DVC read."""
-    from dsflexinet.atomic import write_json
+def evaluate_model(
+    model_path: str | Path, cache_path: str | Path, out_json: str | Path, out_clips: str | Path
+) -> dict:  # fmt: skip
+    """Score a float or int8 model on a labelled split; the JSON is what tables, figures and DVC read, the clip
+    table what their intervals resample."""
+    from dsflexinet.atomic import atomic_path, write_json
     from dsflexinet.evaluate.inference import cache_logits
     from dsflexinet.modelfile import load_classifier
 
     cache, logits = cache_logits(load_classifier(model_path), cache_path)
     metrics = {"model": str(model_path), "split": str(cache_path)}
     metrics |= scene_metrics(logits, cache.clips["label"].to_numpy(), cache.clips["device"].to_numpy())
+    with atomic_path(out_clips) as tmp:
+        clip_outcomes(logits, cache.clips).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     write_json(out_json, metrics)
     return metrics

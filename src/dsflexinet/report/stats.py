@@ -41,8 +41,8 @@ from scipy.special import stdtrit  # Student's t quantile; scipy.stats takes sec
 
 from dsflexinet.data.tau22 import DEVICES, SCENES
 from dsflexinet.errors import PipelineError
+from dsflexinet.evaluate.metrics import OUTCOME_COLUMNS
 
-CLIP_COLUMNS = ("filename", "identifier", "device", "label", "prediction", "nll")
 STATISTICS = ("accuracy", "macro_accuracy", "log_loss")
 RESAMPLES = 10_000
 RNG_SEED = 2022  # fixed: the same plan gives the same interval on every run
@@ -56,9 +56,9 @@ def read_clips(path: str | Path) -> pd.DataFrame:
         raise PipelineError(f"{path}: not found (the evaluation that writes it has not run)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise PipelineError(f"{path}: not a tab-separated clips table ({error})") from None
-    missing = [column for column in CLIP_COLUMNS if column not in clips.columns]
+    missing = [column for column in OUTCOME_COLUMNS if column not in clips.columns]
     if missing:
-        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(CLIP_COLUMNS)})")
+        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(OUTCOME_COLUMNS)})")
     if clips.empty:
         raise PipelineError(f"{path}: no clips")
     if clips["filename"].duplicated().any():
