@@ -150,6 +150,10 @@ def test_a_run_naming_its_schedule_kind_replaces_the_default(tmp_path: Path) -> 
          "reports.table2 names student run 'sm5', which students.runs does not define"),
         (lambda c: c["teachers"]["fusion"].update(holdout_fraction=0),
          "teachers.fusion: fit 'holdout' needs a holdout_fraction above 0"),
+        (lambda c: c["teachers"]["architectures"]["passt"]["model"].update(name="passt_s"),
+         "teachers.architectures.passt: passt_s starts from pretrained weights in the paper; set pretrained to a key"),
+        (lambda c: c["teachers"]["architectures"]["passt"].update(pretrained="passt_s_imagenet"),
+         "teachers.architectures.passt.pretrained: 'passt_s_imagenet' is not a key of weights (none are configured)"),
     ],
 )  # fmt: skip
 def test_job_settings_are_checked_before_any_job_runs(change, message: str) -> None:
@@ -160,6 +164,18 @@ def test_job_settings_are_checked_before_any_job_runs(change, message: str) -> N
     with pytest.raises(PipelineError) as failure:
         validate_config(config, SCHEMA)
     assert str(failure.value).startswith(f"config: {message}") and "\n" not in str(failure.value)
+
+
+def test_real_run_starts_passt_from_its_verified_checkpoint() -> None:
+    from dsflexinet.config import teacher_spec
+
+    config = load_config([DEFAULT, REPO / "config" / "tau22.yaml"], SCHEMA)
+    spec = teacher_spec(config, "passt-fms-s1")
+    assert spec["model"]["options"]["pretrained_path"] == "data-tau22/weights/passt_s_audioset.pt"
+    assert "pretrained_path" not in teacher_spec(config, "cpresnet-fms-s1")["model"].get("options", {})
+    config["teachers"]["architectures"]["passt"]["pretrained"] = "none"  # from scratch, explicitly
+    validate_config(config, SCHEMA)
+    assert "pretrained_path" not in teacher_spec(config, "passt-fms-s1")["model"]["options"]
 
 
 def test_a_dry_run_stops_at_a_wrong_model_name() -> None:

@@ -40,7 +40,7 @@ def test_default_dag_has_every_step_of_the_paper() -> None:
         "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,  # 2 architectures x 2 recipes x 3 seeds
         "train_student": 11, "qat_student": 11, "evaluate_student": 22, "student_complexity": 11,
-        "report_table": 4, "report_confusion": 2, "report_metrics": 1, "all": 1,
+        "report_table": 4, "report_confusion": 2, "report_claims": 1, "report_metrics": 1, "all": 1,
     }  # fmt: skip
 
 
@@ -49,6 +49,7 @@ def test_real_data_dag_downloads_everything() -> None:
     assert counts["download_tau22_archive"] == 17  # 16 audio zips and the meta zip
     assert counts["extract_tau22"] == 1
     assert counts["fetch_micirp"] == 1
+    assert counts["fetch_weights"] == 1  # PaSST-S's AudioSet checkpoint, verified, before its six teachers
     assert "generate_synthetic_dataset" not in counts
 
 

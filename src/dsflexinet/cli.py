@@ -418,6 +418,16 @@ def _report_metrics(args: argparse.Namespace) -> None:
     write_metrics(args.inputs, args.fusion, args.energy, args.out, args.out_curves, args.out_devices)
 
 
+def _report_claims(args: argparse.Namespace) -> None:
+    from dsflexinet.report.claims import write_claims
+    from dsflexinet.report.figures import plot_claims
+
+    frame = write_claims(args.plan, args.out_csv, args.out_md, statistics=tuple(args.statistics),
+                         resamples=args.resamples, rng_seed=args.rng_seed)  # fmt: skip
+    plot_claims(frame, args.out_png, args.statistics[0])
+    log.info("verdicts: %s", frame.groupby("statistic")["verdict"].value_counts().to_dict())
+
+
 def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("report-table", help="one of the paper's tables II-V as CSV and Markdown")
     command.add_argument("table", choices=("table2", "table3", "table4", "table5"))
@@ -433,6 +443,17 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--title", required=True)
     command.add_argument("--out", type=Path, required=True)
     command.set_defaults(handler=_report_confusion)
+
+    command = commands.add_parser("report-claims", help="the paper's claims: paired differences, intervals, verdicts")
+    command.add_argument("--plan", type=_json_object, required=True, help="claims and their systems' clip tables")
+    command.add_argument("--statistics", nargs="+", default=["accuracy", "macro_accuracy"],
+                         choices=("accuracy", "macro_accuracy", "log_loss"), help="the first is plotted")  # fmt: skip
+    command.add_argument("--resamples", type=int, default=10_000, help="location bootstrap resamples")
+    command.add_argument("--rng-seed", type=int, default=2022)
+    command.add_argument("--out-csv", type=Path, required=True)
+    command.add_argument("--out-md", type=Path, required=True)
+    command.add_argument("--out-png", type=Path, required=True)
+    command.set_defaults(handler=_report_claims)
 
     command = commands.add_parser("report-metrics", help="results/metrics.json, the numbers DVC compares")
     command.add_argument("--inputs", type=_report_inputs, required=True, help="JSON {run: {seed: {role: path}}}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from dsflexinet import layout
 from dsflexinet.errors import PipelineError
 
 
@@ -121,10 +122,26 @@ def _check_model(where: str, model: dict, frontend: dict) -> None:
         )
 
 
+def _check_pretrained(where: str, architecture: dict, weights: dict) -> None:
+    from dsflexinet.models.registry import model_spec
+
+    model, pretrained = architecture["model"], architecture.get("pretrained")
+    if pretrained not in (None, NO_WEIGHTS) and pretrained not in weights:
+        known = ", ".join(weights) or "none are configured"
+        raise PipelineError(f"config: {where}.pretrained: {pretrained!r} is not a key of weights ({known})")
+    from_path = "pretrained_path" in model.get("options", {})
+    if model_spec(model["name"]).paper_pretrained and pretrained is None and not from_path:
+        raise PipelineError(
+            f"config: {where}: {model['name']} starts from pretrained weights in the paper; set pretrained to a key"
+            f" of weights (fetched and verified), or pretrained: {NO_WEIGHTS} to train it from scratch"
+        )
+
+
 def _check_job_specs(config: dict) -> None:
     for name in config["teachers"]["architectures"]:
         architecture = config["teachers"]["architectures"][name]
         _check_model(f"teachers.architectures.{name}", architecture["model"], architecture["frontend"])
+        _check_pretrained(f"teachers.architectures.{name}", architecture, config.get("weights", {}))
     for run in config["students"]["runs"]:
         settings = student_settings(config, run)
         _check_model(f"students.runs.{run}", settings["model"], settings["frontend"])
@@ -155,6 +172,13 @@ def _check_reports(config: dict) -> None:
 
 # A student's ADIR threshold `energy_analysis`: the threshold the energy analysis of its training set reports.
 ENERGY_ANALYSIS = "energy_analysis"
+NO_WEIGHTS = "none"  # a teacher's `pretrained`: train from scratch
+
+
+def teacher_weights(config: dict, architecture: str) -> str | None:
+    """The checkpoint file a teacher architecture starts from (layout.weights), None from scratch."""
+    pretrained = config["teachers"]["architectures"][architecture].get("pretrained")
+    return None if pretrained in (None, NO_WEIGHTS) else layout.weights(config["data"]["root"], pretrained)
 
 
 def teacher_names(config: dict) -> list[str]:
@@ -190,6 +214,9 @@ def teacher_spec(config: dict, name: str) -> dict:
     architecture, recipe, seed = parse_teacher_name(config, name)
     settings = copy.deepcopy(config["teachers"]["architectures"][architecture])
     device_ir = {"mode": "dir", **settings["dir"]} if recipe == "dir_fms" else None
+    weights = teacher_weights(config, architecture)
+    if weights is not None:
+        settings["model"].setdefault("options", {})["pretrained_path"] = weights
     return {
         "model": settings["model"],
         "frontend": settings["frontend"],

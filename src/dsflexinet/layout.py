@@ -30,6 +30,11 @@ BENCHMARKS = f"{RESULTS}/benchmarks"
 PRECISIONS = ("float", "int8")
 
 
+def weights(data_root: str, name: str = "{name}") -> str:
+    """A pretrained checkpoint of the config's `weights` section, fetched and verified once."""
+    return f"{data_root}/weights/{name}.pt"
+
+
 def cache(split: str = "{split}") -> str:
     """The waveform cache of a labelled split; its clip table is the same path with .tsv."""
     return f"{RESULTS}/cache/{split}.npy"

@@ -22,6 +22,7 @@ from dsflexinet.data.download import read_manifest
 from dsflexinet.data.subsets import SUBSET_FRACTIONS, subset_file
 from dsflexinet.data.tau22 import DATASET_DIRNAME, SPLIT_FILES
 from dsflexinet.errors import PipelineError
+from dsflexinet.report.claims import claims_plan, plan_inputs
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -104,7 +105,9 @@ def training_inputs(spec, subset, train_clips, teachers=None):
 
 def teacher_inputs(wildcards):
     spec = teacher_spec(config, wildcards.teacher)
-    return training_inputs(spec, wildcards.subset, layout.splits(wildcards.subset).teacher_train)
+    inputs = training_inputs(spec, wildcards.subset, layout.splits(wildcards.subset).teacher_train)
+    weights = spec["model"].get("options", {}).get("pretrained_path")
+    return inputs | ({"weights": weights} if weights else {})
 
 
 def student_inputs(wildcards):
@@ -129,8 +132,8 @@ def optional_training_flags(wildcards, input):
 TABLE_ROLES = {
     "table2": ("eval_float", "eval_int8", "complexity", "quantized"),
     "table3": ("eval_int8", "complexity"),
-    "table4": ("eval_float",),
-    "table5": ("eval_float",),
+    "table4": ("eval_float", "history"),
+    "table5": ("eval_float", "history"),
 }
 METRICS_ROLES = ("eval_float", "eval_int8", "complexity", "history")
 
@@ -169,6 +172,12 @@ def table_inputs(wildcards):
     return input_paths(report_inputs(report_section(wildcards.table), TABLE_ROLES[wildcards.table]))
 
 
+# Each claim of the paper with the per-clip tables of its two systems, every seed.
+CLAIMS_PLAN = claims_plan(
+    REPORTS, lambda run, precision: {seed: layout.student(SUBSET, run, seed).clips(precision) for seed in SEEDS}
+)
+
+
 def final_targets():
     return [
         layout.DATASET_SUMMARY,
@@ -178,4 +187,6 @@ def final_targets():
         *(layout.table(table) for table in ("table2", "table3", "table4", "table5")),
         *(layout.figure(f"fig3_confusion_{name}") for name in REPORTS["fig3"]),
         layout.METRICS,
+        layout.table("claims"),
+        layout.figure("claims"),
     ]

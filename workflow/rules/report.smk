@@ -72,3 +72,25 @@ rule report_metrics:
         "python -m dsflexinet report-metrics --inputs {params.inputs:q} --fusion {input.fusion:q}"
         " --energy {input.energy:q} --out {output.metrics:q} --out-curves {output.curves:q}"
         " --out-devices {output.devices:q} > {log:q} 2>&1"
+
+
+rule report_claims:
+    input:
+        plan_inputs(CLAIMS_PLAN),
+    output:
+        csv=layout.table("claims", "csv"),
+        markdown=report(layout.table("claims", "md"), caption="../report/claims.rst", category="Claims"),
+        figure=report(layout.figure("claims"), caption="../report/claims.rst", category="Claims"),
+    params:
+        plan=as_json(CLAIMS_PLAN),
+    log:
+        "logs/report/claims.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/report_claims.tsv"
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet report-claims --plan {params.plan:q} --out-csv {output.csv:q}"
+        " --out-md {output.markdown:q} --out-png {output.figure:q} > {log:q} 2>&1"

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
+from scipy.special import log_softmax
 
 from dsflexinet.data.tau22 import DEVICE_GROUPS, DEVICES, SCENES
 
@@ -18,7 +17,7 @@ OUTCOME_COLUMNS = ("filename", "identifier", "device", "label", "prediction", "n
 
 def clip_outcomes(logits: np.ndarray, clips: pd.DataFrame) -> pd.DataFrame:
     """One row per clip of a labelled split (a cache's clip table): OUTCOME_COLUMNS."""
-    log_probabilities = F.log_softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1).numpy()
+    log_probabilities = log_softmax(np.asarray(logits, dtype=np.float64), axis=1)
     labels = clips["label"].to_numpy()
     return pd.DataFrame({
         "filename": clips["filename"].to_numpy(), "identifier": clips["identifier"].to_numpy(),
@@ -51,7 +50,7 @@ def scene_metrics(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -
         mask = np.isin(devices, members)
         if mask.any():
             per_group[group] = {"accuracy": float(correct[mask].mean()), "clips": int(mask.sum())}
-    log_loss = F.cross_entropy(torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(labels))
+    log_loss = -log_softmax(np.asarray(logits, dtype=np.float64), axis=1)[np.arange(labels.size), labels].mean()
     return {
         "clips": int(labels.size),
         "accuracy": float(correct.mean()),

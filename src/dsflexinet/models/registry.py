@@ -25,6 +25,7 @@ class ModelSpec:
     size: str
     frontend: str  # the audio.frontend preset that feeds it
     options: tuple[str, ...]  # the keyword options build_model accepts for this model
+    paper_pretrained: bool = False  # the paper starts it from pretrained (AudioSet) weights
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -47,7 +48,7 @@ _SPECS = {
           for size in ("sm1", "sm2", "sm3", "sm4")),
         ModelSpec("cp_resnet", "cp_resnet", "full", "cp_resnet", ("n_classes",)),
         ModelSpec("cp_resnet_tiny", "cp_resnet", "tiny", "cp_resnet", ("n_classes",)),
-        ModelSpec("passt_s", "passt", "s", "passt", _PASST_OPTIONS),
+        ModelSpec("passt_s", "passt", "s", "passt", _PASST_OPTIONS, paper_pretrained=True),
         ModelSpec("passt_tiny", "passt", "tiny", "passt", _PASST_OPTIONS),
     )
 }  # fmt: skip

@@ -26,7 +26,9 @@ from dsflexinet.report import paper
 from dsflexinet.report.stats import RESAMPLES, RNG_SEED, Difference, System, format_mean_std, paired_difference
 from dsflexinet.report.tables import to_markdown
 
-QAT_COST_BOUND = -3.0  # pp: "QAT costs at most about 3 points" (the paper's own costs are -2.74 to -3.17)
+# pp: "QAT costs at most about 3 points". The paper's own costs are -2.74 to -3.17, so "about 3" is read as at
+# most its worst, rounded: with -3.0 the paper would contradict itself for three of its four sizes.
+QAT_COST_BOUND = -3.2
 VERDICTS = ("supported", "not distinguishable", "contradicted")
 CLAIM_STATISTICS = ("accuracy", "macro_accuracy")  # the paper's differences are accuracy points
 SEEN, UNSEEN = DEVICE_GROUPS["seen_simulated"], DEVICE_GROUPS["unseen_simulated"]

@@ -1,32 +1,47 @@
-"""results/metrics.json and results/plots/: the numbers `dvc metrics diff` and `dvc plots diff` compare."""
+"""results/metrics.json and results/plots/: the numbers `dvc metrics diff` and `dvc plots diff` compare.
+
+Every headline number of a student run is given as `{mean, std, n}` over its seeds (std null for one seed), so
+a diff between two commits shows whether a change is larger than the spread.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from dsflexinet.atomic import atomic_path, write_json
 from dsflexinet.data.tau22 import DEVICES
-from dsflexinet.report.tables import SeedFiles, first_seed, read_complexity, read_json, seed_mean
+from dsflexinet.report.stats import mean_std
+from dsflexinet.report.tables import SeedFiles, first_seed, last_epochs_accuracy, read_complexity, read_json
 
 
 def _rounded(value: float) -> float:
     return round(float(value), 4)
 
 
+def _summary(values: list[float]) -> dict:
+    mean, std, n = mean_std(values)
+    return {"mean": _rounded(mean), "std": None if math.isnan(std) else _rounded(std), "n": n}
+
+
 def student_metrics(seeds: SeedFiles) -> dict:
-    """Headline numbers of one student run, means over its seeds."""
+    """Headline numbers of one student run: mean, std and n over its seeds of every score; its size."""
+    evaluations = {precision: [read_json(files[f"eval_{precision}"]) for files in seeds.values()]
+                   for precision in ("float", "int8")}  # fmt: skip
+    metrics = {}
+    for precision, runs in evaluations.items():
+        metrics[f"accuracy_{precision}"] = _summary([run["accuracy"] for run in runs])
+        metrics[f"macro_accuracy_{precision}"] = _summary([run["class_averaged_accuracy"] for run in runs])
+        metrics[f"log_loss_{precision}"] = _summary([run["log_loss"] for run in runs])
+        metrics[f"unseen_accuracy_{precision}"] = _summary(
+            [run["groups"]["unseen_simulated"]["accuracy"] for run in runs]
+        )
+    last_epochs = [last_epochs_accuracy(files["history"]) for files in seeds.values()]
+    metrics["last10_val_accuracy_float"] = _summary(last_epochs)
     complexity = read_complexity(first_seed(seeds))
-
-    def unseen(metrics: dict) -> float:
-        return metrics["groups"]["unseen_simulated"]["accuracy"]
-
-    return {
-        "accuracy_float": _rounded(seed_mean(seeds, "eval_float", lambda m: m["accuracy"])),
-        "accuracy_int8": _rounded(seed_mean(seeds, "eval_int8", lambda m: m["accuracy"])),
-        "unseen_accuracy_float": _rounded(seed_mean(seeds, "eval_float", unseen)),
-        "unseen_accuracy_int8": _rounded(seed_mean(seeds, "eval_int8", unseen)),
+    return metrics | {
         "params": int(complexity["params"]),
         "macs": int(complexity["macs"]),
         "size_kb_int8": _rounded(complexity["size_kb_int8"]),
@@ -57,13 +72,25 @@ def write_plot_data(runs: dict[str, SeedFiles], curves_csv: Path, devices_csv: P
     _write_csv(devices, devices_csv)
 
 
+def ensemble_metrics(fusion: dict) -> dict:
+    """The teachers' side: every teacher's and ensemble's test accuracy, and what the fusion fit did."""
+    return {
+        "test_accuracy": {name: _rounded(result["accuracy"]) for name, result in fusion["test"].items()},
+        "fusion_fit": fusion["fit"]["on"],
+        "alpha_sum": _rounded(fusion["alpha_sum"]),
+        "holdout_cross_entropy": {name: None if value is None else _rounded(value)
+                                  for name, value in fusion["holdout_cross_entropy"].items()},  # fmt: skip
+        "student_train_top_probability": {name: _rounded(result["mean_top_probability"])
+                                          for name, result in fusion["student_train"].items()},  # fmt: skip
+    }
+
+
 def write_metrics(
     runs: dict[str, SeedFiles], fusion_json: Path, energy_json: Path, out: Path, curves_csv: Path, devices_csv: Path
 ) -> dict:
-    fusion = read_json(fusion_json)
     metrics = {
         "students": {name: student_metrics(seeds) for name, seeds in runs.items()},
-        "teachers": {name: _rounded(result["accuracy"]) for name, result in fusion["test"].items()},
+        "teachers": ensemble_metrics(read_json(fusion_json)),
         "energy_threshold": _rounded(read_json(energy_json)["threshold"]),
     }
     write_json(out, metrics)

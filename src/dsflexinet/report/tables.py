@@ -1,14 +1,20 @@
-"""The paper's tables II-V from a run's evaluation JSONs, as CSV (for tools) and Markdown (for people).
+"""The paper's tables II-V from a run's evaluations, as CSV (for tools) and Markdown (for people).
 
-A table is given, per row label, the files of each seed of its student run (`RunFiles`: `eval_float`,
-`eval_int8`, `complexity`, `quantized`, `history`, as the workflow names them from layout.student); each table
-reads only what it shows. Accuracies are means over the seeds. The Markdown adds the paper's own numbers in a
-separate block for comparison.
+A table is given, per row label, the files of each seed of its student run (`RunFiles`, by role:
+`eval_float`, `eval_int8`, `complexity`, `quantized`, `history`, as the workflow names them from layout.student);
+each table reads only what it shows. The CSV keeps one row per label and seed; the Markdown shows the mean over
+seeds with its spread, `mean ± std (n=seeds)`, and adds the paper's own numbers in a separate block.
+
+Beside the final model's accuracy every table shows the paper's and DCASE's statistics: the class-averaged
+(macro) accuracy and log loss that DCASE ranks by, and, as Table V's caption defines its ACC, the mean
+validation accuracy of the last ten epochs (from history.csv; the validation split is the test split, which
+only measures: no choice is made on it).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +23,10 @@ from dsflexinet.atomic import atomic_path
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.errors import PipelineError
 from dsflexinet.report import paper
+from dsflexinet.report.stats import format_mean_std
 
 DEVICE_HEADERS = [device.upper() for device in DEVICES]
+LAST_EPOCHS = 10  # Table V: "the average validation set accuracy over the last ten rounds"
 RunFiles = dict[str, Path]  # one seed of a student run: file role -> path
 SeedFiles = dict[str, RunFiles]  # seed -> its files
 
@@ -42,24 +50,27 @@ def first_seed(seeds: SeedFiles) -> RunFiles:
     return seeds[min(seeds, key=int)]
 
 
-def seed_mean(seeds: SeedFiles, role: str, value) -> float:
-    """Mean over seeds of `value(json)` of the file `role`."""
-    return sum(value(read_json(files[role])) for files in seeds.values()) / len(seeds)
-
-
 def percent(value: float) -> float:
     return round(100.0 * value, 2)
 
 
-def device_accuracies(seeds: SeedFiles, role: str = "eval_float") -> list[float]:
-    """Accuracy % per device A..S6 (NaN for a device the split lacks) and overall, means over seeds."""
-    rows = []
-    for files in seeds.values():
-        metrics = read_json(files[role])
-        per_device = metrics["devices"]
-        rows.append([per_device[d]["accuracy"] if d in per_device else float("nan") for d in DEVICES]
-                    + [metrics["accuracy"]])  # fmt: skip
-    return [percent(sum(column) / len(column)) for column in zip(*rows, strict=True)]
+def last_epochs_accuracy(history: Path, epochs: int = LAST_EPOCHS) -> float:
+    """Mean validation accuracy of the last `epochs` epochs (all of them in a shorter run)."""
+    try:
+        accuracy = pd.read_csv(history)["val_acc"].dropna()
+    except (FileNotFoundError, KeyError, pd.errors.ParserError) as error:
+        raise PipelineError(f"{history}: no validation accuracy per epoch ({error})") from None
+    if accuracy.empty:
+        raise PipelineError(f"{history}: no validation accuracy per epoch")
+    return float(accuracy.tail(epochs).mean())
+
+
+def _scores(metrics: dict) -> dict[str, float]:
+    return {
+        "acc": percent(metrics["accuracy"]),
+        "macro": percent(metrics["class_averaged_accuracy"]),
+        "log_loss": round(metrics["log_loss"], 4),
+    }
 
 
 def table2(runs: dict[str, SeedFiles]) -> pd.DataFrame:
@@ -67,41 +78,78 @@ def table2(runs: dict[str, SeedFiles]) -> pd.DataFrame:
     rows = []
     for label, seeds in runs.items():
         complexity = read_complexity(first_seed(seeds))
-        rows.append({
-            "System": label,
-            "Param/K": round(complexity["params"] / 1000, 2),
-            "MACs/M": round(complexity["macs"] / 1e6, 2),
-            "Size/KB": round(complexity["size_kb_float32"], 2),
-            "ACC/%": percent(seed_mean(seeds, "eval_float", lambda m: m["accuracy"])),
-            "Size(QAT)/KB": round(complexity["size_kb_int8"], 2),
-            "int8 file/KB": round(seed_mean(seeds, "quantized", lambda q: q["file_bytes"]) / 1000, 2),
-            "ACC(QAT)/%": percent(seed_mean(seeds, "eval_int8", lambda m: m["accuracy"])),
-        })  # fmt: skip
+        for seed, files in seeds.items():
+            floats, int8 = _scores(read_json(files["eval_float"])), _scores(read_json(files["eval_int8"]))
+            rows.append({
+                "System": label, "seed": int(seed),
+                "Param/K": round(complexity["params"] / 1000, 2),
+                "MACs/M": round(complexity["macs"] / 1e6, 2),
+                "Size/KB": round(complexity["size_kb_float32"], 2),
+                "Size(QAT)/KB": round(complexity["size_kb_int8"], 2),
+                "int8 file/KB": round(read_json(files["quantized"])["file_bytes"] / 1000, 2),
+                "ACC/%": floats["acc"], "ACC(QAT)/%": int8["acc"],
+                "macro ACC/%": floats["macro"], "macro ACC(QAT)/%": int8["macro"],
+                "log loss": floats["log_loss"], "log loss(QAT)": int8["log_loss"],
+            })  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def table3(runs: dict[str, SeedFiles]) -> pd.DataFrame:
     """Table III: the proposed model (measured here, after QAT as in the paper) beside published systems."""
     rows = [
-        {"Model": name, "Param/K": params, "MACs/M": macs, "ACC": acc, "Source": "quoted from the paper"}
+        {"Model": name, "seed": None, "Param/K": params, "MACs/M": macs, "ACC": acc, "Source": "quoted from the paper"}
         for name, (params, macs, acc) in paper.TABLE3_OTHER_SYSTEMS.items()
     ]
     for label, seeds in runs.items():
         complexity = read_complexity(first_seed(seeds))
-        rows.append({
-            "Model": f"Proposed Model ({label})",
-            "Param/K": round(complexity["params"] / 1000, 2),
-            "MACs/M": round(complexity["macs"] / 1e6, 2),
-            "ACC": percent(seed_mean(seeds, "eval_int8", lambda m: m["accuracy"])),
-            "Source": "this run",
-        })  # fmt: skip
+        for seed, files in seeds.items():
+            rows.append({
+                "Model": f"Proposed Model ({label})", "seed": int(seed),
+                "Param/K": round(complexity["params"] / 1000, 2),
+                "MACs/M": round(complexity["macs"] / 1e6, 2),
+                "ACC": percent(read_json(files["eval_int8"])["accuracy"]),
+                "Source": "this run",
+            })  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def device_table(runs: dict[str, SeedFiles], first_column: str) -> pd.DataFrame:
-    """Tables IV and V: accuracy per device and overall for each labelled student run (float models)."""
-    rows = [[label, *device_accuracies(seeds)] for label, seeds in runs.items()]
-    return pd.DataFrame(rows, columns=[first_column, *DEVICE_HEADERS, "ACC"])
+    """Tables IV and V: accuracy per device and overall for each labelled student run (float models), with the
+    macro accuracy, log loss and the mean validation accuracy of the last ten epochs."""
+    rows = []
+    for label, seeds in runs.items():
+        for seed, files in seeds.items():
+            metrics = read_json(files["eval_float"])
+            per_device = metrics["devices"]
+            devices = {header: percent(per_device[d]["accuracy"]) if d in per_device else math.nan
+                       for header, d in zip(DEVICE_HEADERS, DEVICES, strict=True)}  # fmt: skip
+            scores = _scores(metrics)
+            rows.append({
+                first_column: label, "seed": int(seed), **devices, "ACC": scores["acc"],
+                f"ACC (last {LAST_EPOCHS} epochs)": percent(last_epochs_accuracy(files["history"])),
+                "macro ACC": scores["macro"], "log loss": scores["log_loss"],
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summarise(frame: pd.DataFrame, label: str, spread: tuple[str, ...]) -> pd.DataFrame:
+    """One row per label: `mean ± std (n=...)` in the `spread` columns, the mean elsewhere (sizes, per device)."""
+    rows = []
+    for name, group in frame.groupby(label, sort=False):
+        if group["seed"].isna().all():  # quoted from the paper, not measured here
+            rows.append(group.drop(columns="seed").iloc[0].to_dict())
+            continue
+        row = {label: name}
+        for column in frame.columns.drop([label, "seed"]):
+            values = group[column]
+            if column in spread:
+                row[column] = format_mean_std(values, digits=4 if column.startswith("log loss") else 2)
+            elif pd.api.types.is_numeric_dtype(values):
+                row[column] = round(float(values.mean()), 2) if values.notna().any() else math.nan
+            else:
+                row[column] = values.iloc[0]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def paper_reference(table: str) -> pd.DataFrame:
@@ -117,9 +165,23 @@ def paper_reference(table: str) -> pd.DataFrame:
     return pd.DataFrame([[name, *row] for name, row in values.items()], columns=["", *DEVICE_HEADERS, "ACC"])
 
 
+def paper_inconsistencies(table: str) -> list[str]:
+    """Where the paper contradicts itself in a table: sizes that are not its own parameter counts x 4 bytes."""
+    if table != "table2":
+        return []
+    notes = []
+    for system, (params, _, size, _, _) in paper.TABLE2.items():
+        if abs(size - 4 * params) > 0.01 * 4 * params:
+            notes.append(
+                f"The paper's {system} Size/KB ({size}) contradicts its own parameter count: {params} K parameters x"
+                f" 4 bytes (float32) = {4 * params:.2f} KB, as its other rows are; this run's size is the count x 4."
+            )
+    return notes
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
     def cell(value) -> str:
-        return "" if isinstance(value, float) and value != value else str(value)  # NaN -> blank
+        return "" if value is None or (isinstance(value, float) and value != value) else str(value)  # NaN: blank
 
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
@@ -132,6 +194,18 @@ TITLES = {
     "table4": "Table IV. Fused and averaged teacher models (sm4), accuracy % per device",
     "table5": "Table V. Normalization and augmentation ablation (sm4), accuracy % per device",
 }
+# Per table: the row-label column and the columns shown as mean ± std over seeds.
+LAYOUT = {
+    "table2": ("System", ("ACC/%", "ACC(QAT)/%", "macro ACC/%", "macro ACC(QAT)/%", "log loss", "log loss(QAT)")),
+    "table3": ("Model", ("ACC",)),
+    "table4": ("Methods", ("ACC", f"ACC (last {LAST_EPOCHS} epochs)", "macro ACC", "log loss")),
+    "table5": ("Model", ("ACC", f"ACC (last {LAST_EPOCHS} epochs)", "macro ACC", "log loss")),
+}
+READING = (
+    "Accuracy in % of the test split: mean ± std over the seeds (n). Per-device columns are means. macro ACC is "
+    "DCASE's class-averaged accuracy. Differences between rows and their 95 % intervals, and whether they "
+    "support the paper, are in claims.md; a difference smaller than its interval is not distinguishable."
+)
 
 
 def build_table(table: str, runs: dict[str, SeedFiles]) -> pd.DataFrame:
@@ -140,7 +214,7 @@ def build_table(table: str, runs: dict[str, SeedFiles]) -> pd.DataFrame:
     if table == "table3":
         return table3(runs)
     if table in ("table4", "table5"):
-        return device_table(runs, "Methods" if table == "table4" else "Model")
+        return device_table(runs, LAYOUT[table][0])
     raise PipelineError(f"unknown table {table!r} (choose from {', '.join(TITLES)})")
 
 
@@ -148,9 +222,12 @@ def write_table(table: str, runs: dict[str, SeedFiles], out_csv: Path, out_md: P
     frame = build_table(table, runs)
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
+    label, spread = LAYOUT[table]
+    summary = summarise(frame, label, spread)
+    notes = "".join(f"\nNote: {note}\n" for note in paper_inconsistencies(table))
     text = (
-        f"# {TITLES[table]}\n\nThis run:\n\n{to_markdown(frame)}\n"
-        f"The paper (TAU22), for comparison:\n\n{to_markdown(paper_reference(table))}"
+        f"# {TITLES[table]}\n\n{READING}\n\nThis run:\n\n{to_markdown(summary)}\n"
+        f"The paper (TAU22, one run), for comparison:\n\n{to_markdown(paper_reference(table))}{notes}"
     )
     with atomic_path(out_md) as tmp:
         tmp.write_text(text)
