@@ -187,9 +187,17 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
 
 def _complexity(args: argparse.Namespace) -> None:
     from dsflexinet.atomic import write_json
-    from dsflexinet.models.complexity import complexity_table
+    from dsflexinet.models.complexity import MAX_MACS, MAX_PARAM_BYTES, check_limits, complexity_table
 
+    if args.run and len(args.models) > 1:
+        raise PipelineError(f"complexity --run {args.run}: a student run has one model, not {len(args.models)}")
     rows = complexity_table(args.models, args.options)
+    if args.run:  # checked before anything is written: a student over a limit leaves no record
+        max_macs = MAX_MACS if args.max_macs is None else args.max_macs
+        max_param_bytes = MAX_PARAM_BYTES if args.max_param_bytes is None else args.max_param_bytes
+        for row in rows:
+            row["limits"] = check_limits(args.run, row, max_macs, max_param_bytes, args.precision)
+            row["within"] = True
     if args.out:
         write_json(args.out, rows)
     print(f"{'model':<16} {'input':<12} {'params':>9} {'MMACs':>8} {'KB fp32':>9} {'KB int8':>8}")
@@ -207,6 +215,12 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--options", type=_json_object, default={},
                          help='model options as JSON (a job spec\'s model.options): {"norm": "none"}')  # fmt: skip
     command.add_argument("--out", type=Path, default=None, help="also write the table as JSON")
+    command.add_argument("--run", default=None,
+                         help="the student run of MODEL: fail, naming it, when it is over a DCASE limit")  # fmt: skip
+    command.add_argument("--max-macs", type=int, default=None, help="MACs per 1 s clip (default: DCASE's 30 M)")
+    command.add_argument("--max-param-bytes", type=int, default=None,
+                         help="parameter memory in bytes at --precision (default: DCASE's 128,000)")  # fmt: skip
+    command.add_argument("--precision", default="int8", help="what parameters are stored in: int8 | float16 | float32")
     command.set_defaults(handler=_complexity)
 
 
