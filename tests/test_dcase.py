@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 import yaml
 
+from dsflexinet.atomic import write_json
 from dsflexinet.cli import main
+from dsflexinet.data.tau22 import SCENES, SPLIT_FILES
+from dsflexinet.modelfile import ModelInput, export_classifier
 from tests.conftest import REPO, copy_project, tiny_pipeline_config
+from tests.test_workflow import job_counts, snakemake
 
 # --- complexity limits ------------------------------------------------------------------------------------------
 
@@ -79,3 +89,137 @@ def test_a_student_over_a_limit_fails_its_complexity_job(tmp_path: Path) -> None
                 f"({row['macs'] - 1:,})")  # fmt: skip
     assert expected in failed.stdout + failed.stderr  # the failed job's log, shown by the workflow profile
     assert not (project / record).exists()
+
+
+# --- the challenge submission -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def student(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    """The files of one exported student as the workflow hands them to `submission`: a fixed BandEnergy model,
+    its complexity record (within the limits), QAT's record and its development-test evaluation."""
+    from tests.test_predict import RATE, BandEnergy
+
+    files = {name: tmp_path / "student" / name for name in ("model_int8.pt", "complexity.json", "quantized.json",
+                                                           "eval_int8.json")}  # fmt: skip
+    files["model_int8.pt"].parent.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace is deprecated in favour of torch.export
+        export_classifier(BandEnergy(), files["model_int8.pt"], ModelInput(RATE, RATE), "fbgemm")
+    limits = {"precision": "int8", "param_bytes": 61_148, "max_macs": 30_000_000, "max_param_bytes": 128_000}
+    write_json(files["complexity.json"], [{"model": "dsflexinet_sm2", "params": 61_148, "macs": 8_270_000,
+                                           "limits": limits, "within": True}])  # fmt: skip
+    write_json(files["quantized.json"], {"backend": "fbgemm", "file_bytes": files["model_int8.pt"].stat().st_size})
+    write_json(files["eval_int8.json"], {"clips": 180, "accuracy": 0.5, "class_averaged_accuracy": 0.45,
+                                         "devices": {"a": {"accuracy": 0.6, "clips": 20},
+                                                     "s6": {"accuracy": 0.3, "clips": 20}}})  # fmt: skip
+    threads = torch.get_num_threads()
+    yield files
+    torch.set_num_threads(threads)  # `_submit` runs with --threads 1 (1 s clips: more threads only add overhead)
+
+
+def _submit(student: dict[str, Path], root: Path, out: Path) -> int:
+    return main([
+        "--threads", "1", "submission", "--model", str(student["model_int8.pt"]), "--evaluation-root", str(root),
+        "--complexity", str(student["complexity.json"]), "--quantized", str(student["quantized.json"]),
+        "--evaluation", str(student["eval_int8.json"]), "--run", "sm2", "--out-csv", str(out / "output.csv"),
+        "--out-info", str(out / "info.json"), "--incomplete-csv", str(out / "incomplete" / "output.csv"),
+        "--incomplete-info", str(out / "incomplete" / "info.json"),
+    ])  # fmt: skip
+
+
+def test_submission_writes_the_dcase_files(student: dict[str, Path], tiny_dataset: Path, tmp_path: Path) -> None:
+    from tests.test_predict import expected_probabilities
+
+    out = tmp_path / "submission"
+    assert _submit(student, tiny_dataset, out) == 0
+    lines = (out / "output.csv").read_text().splitlines()
+    listed = list(pd.read_csv(tiny_dataset / SPLIT_FILES["test"], sep="\t")["filename"])
+    assert lines[0] == "filename\tscene_label\t" + "\t".join(sorted(SCENES))
+    assert len(lines) == 1 + len(listed) == 181
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [row[0] for row in rows] == [name.removeprefix("audio/") for name in listed]
+    assert all(len(row) == 2 + len(SCENES) for row in rows)
+    probabilities = np.array([[float(value) for value in row[2:]] for row in rows])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+    assert [row[1] for row in rows] == [SCENES[i] for i in probabilities.argmax(axis=1)]
+    np.testing.assert_allclose(probabilities[5], expected_probabilities(tiny_dataset / listed[5]), atol=1e-6)
+
+    info = json.loads((out / "info.json").read_text())
+    assert info == {
+        "run": "sm2", "model_file": str(student["model_int8.pt"]),
+        "model_file_bytes": student["model_int8.pt"].stat().st_size, "quantized_engine": "fbgemm",
+        "input": {"sample_rate": 32000, "clip_samples": 32000, "classes": list(SCENES)},
+        "parameters": 61_148, "macs": 8_270_000, "parameter_bytes": 61_148, "parameter_precision": "int8",
+        "complexity_limits": {"max_macs": 30_000_000, "max_param_bytes": 128_000, "within": True},
+        "development_test": {"evaluation": str(student["eval_int8.json"]), "clips": 180, "accuracy": 0.5,
+                             "macro_accuracy": 0.45, "devices": {"a": 0.6, "s6": 0.3}},
+        "evaluation_root": str(tiny_dataset), "clips": 180, "classified": 180, "complete": True, "unreadable": [],
+    }  # fmt: skip
+    assert not (out / "incomplete").exists()
+
+
+def test_an_incomplete_submission_is_kept_apart_and_fails(
+    student: dict[str, Path], tiny_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    root = tmp_path / "evaluation"
+    (root / "audio").mkdir(parents=True)
+    listed = list(pd.read_csv(tiny_dataset / SPLIT_FILES["test"], sep="\t")["filename"])[:6]
+    for name in listed:
+        shutil.copy(tiny_dataset / name, root / name)
+    (root / listed[2]).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    out = tmp_path / "submission"
+    assert _submit(student, root / "audio", out) == 1  # a plain folder of WAVs
+    name = Path(listed[2]).name
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: {out / 'output.csv'}: not written, 1 of 6 clips could not be classified (first: {name}); "
+        f"the incomplete submission is in {out / 'incomplete'}"
+    )
+    assert not (out / "output.csv").exists() and not (out / "info.json").exists()
+    kept = json.loads((out / "incomplete" / "info.json").read_text())
+    assert (kept["clips"], kept["classified"], kept["complete"], kept["unreadable"]) == (6, 5, False, [name])
+    assert len((out / "incomplete" / "output.csv").read_text().splitlines()) == 1 + 5
+
+    shutil.copy(tiny_dataset / listed[2], root / listed[2])  # repaired: the next try is complete
+    assert _submit(student, root / "audio", out) == 0
+    assert json.loads((out / "info.json").read_text())["complete"] is True
+    assert not (out / "incomplete").exists()
+
+
+def test_submission_refuses_records_that_do_not_belong(
+    student: dict[str, Path], tiny_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "submission"
+    write_json(student["quantized.json"], {"backend": "fbgemm", "file_bytes": 1234})
+    assert _submit(student, tiny_dataset, out) == 1
+    size = student["model_int8.pt"].stat().st_size
+    assert capsys.readouterr().err == (
+        f"error: {student['model_int8.pt']}: {size:,} bytes, but {student['quantized.json']} records 1,234: not the "
+        "model that QAT exported\n"
+    )
+    write_json(student["complexity.json"], [{"model": "dsflexinet_sm2", "params": 61_148, "macs": 8_270_000}])
+    assert _submit(student, tiny_dataset, out) == 1
+    assert capsys.readouterr().err == (
+        f"error: {student['complexity.json']}: no 'limits', 'within' (the student's complexity job checks the DCASE "
+        "limits with --run: rerun it)\n"
+    )
+    assert not out.exists()  # nothing written before the checks
+
+
+def test_snakemake_submission_plans_the_student_it_names(tmp_path: Path) -> None:
+    """Opt-in: the submitted student's training, QAT, complexity and int8 evaluation, on top of its teachers."""
+    counts = job_counts("submission")
+    assert counts == {
+        "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
+        "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
+        "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,
+        "train_student": 1, "qat_student": 1, "evaluate_student": 1, "student_complexity": 1,
+        "write_submission": 1, "submission": 1,
+    }  # fmt: skip
+    choice = tmp_path / "choice.yaml"
+    choice.write_text("submission: {run: sm2, seed: 7}\ndata: {train_subset: 25}\n")
+    planned = snakemake("-n", "-p", "--forceall", "--nolock", "submission", "--configfile", str(choice)).stdout
+    submitted = "results/split25/submission/sm2/s7"
+    assert f"output: {submitted}/output.csv, {submitted}/info.json" in planned
+    assert f"--incomplete-csv {submitted}/incomplete/output.csv" in planned
+    assert "results/split25/students/sm2/s7/qat/model_int8.pt" in planned

@@ -458,6 +458,36 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=_report_metrics)
 
 
+# --- DCASE ----------------------------------------------------------------------------------------------------
+
+
+def _submission(args: argparse.Namespace) -> None:
+    from dsflexinet.evaluate.submission import submit_student
+    from dsflexinet.layout import SubmissionFiles
+
+    summary = submit_student(
+        args.model, args.evaluation_root, args.complexity, args.quantized, args.evaluation, args.run,
+        SubmissionFiles(args.out_csv, args.out_info), SubmissionFiles(args.incomplete_csv, args.incomplete_info),
+    )  # fmt: skip
+    log.info("%s: %d clips classified by %s", args.out_csv, summary["classified"], args.model)
+
+
+def _add_dcase_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("submission", help="the DCASE output.csv and info.json of an exported student")
+    command.add_argument("--model", type=Path, required=True, help="the exported int8 model (qat/model_int8.pt)")
+    command.add_argument("--evaluation-root", type=Path, required=True,
+                         help="a TAU22-layout folder (its clip table lists the clips) or a folder of WAVs")  # fmt: skip
+    command.add_argument("--complexity", type=Path, required=True, help="the student's complexity.json (with limits)")
+    command.add_argument("--quantized", type=Path, required=True, help="the student's qat/quantized.json")
+    command.add_argument("--evaluation", type=Path, required=True, help="the student's eval_int8.json (dev test)")
+    command.add_argument("--run", required=True, help="the student run's name")
+    command.add_argument("--out-csv", required=True, help="output.csv")
+    command.add_argument("--out-info", required=True, help="info.json")
+    command.add_argument("--incomplete-csv", required=True, help="where output.csv goes if a clip is unreadable")
+    command.add_argument("--incomplete-info", required=True, help="where info.json goes if a clip is unreadable")
+    command.set_defaults(handler=_submission)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsflexinet", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -468,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audio_commands(commands)
     _add_training_commands(commands)
     _add_report_commands(commands)
+    _add_dcase_commands(commands)
     return parser
 
 
