@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,11 @@ import yaml
 
 from dsflexinet.atomic import write_json
 from dsflexinet.cli import main
-from dsflexinet.data.tau22 import SCENES, SPLIT_FILES
+from dsflexinet.data.tau22 import DEVICES, SCENES, SPLIT_FILES
+from dsflexinet.errors import PipelineError
 from dsflexinet.modelfile import ModelInput, export_classifier
+from dsflexinet.report.efficiency import efficiency_frame, write_data_efficiency
+from dsflexinet.report.stats import System, paired_difference, statistic_interval
 from tests.conftest import REPO, copy_project, tiny_pipeline_config
 from tests.test_workflow import job_counts, snakemake
 
@@ -223,3 +227,145 @@ def test_snakemake_submission_plans_the_student_it_names(tmp_path: Path) -> None
     assert f"output: {submitted}/output.csv, {submitted}/info.json" in planned
     assert f"--incomplete-csv {submitted}/incomplete/output.csv" in planned
     assert "results/split25/students/sm2/s7/qat/model_int8.pt" in planned
+
+
+# --- the data-efficiency curve ----------------------------------------------------------------------------------
+
+# A test split of 20 recording locations, two per scene, ten clips each (the device cycles through all nine).
+LOCATIONS = [(scene, copy) for scene in range(len(SCENES)) for copy in range(2)]
+
+
+def _clips_table(path: Path, correct_per_location: list[int]) -> str:
+    """A per-clip table where location i has its first correct_per_location[i] of 10 clips right."""
+    rows = []
+    for (scene, copy), correct in zip(LOCATIONS, correct_per_location, strict=True):
+        for clip in range(10):
+            rows.append({"filename": f"{SCENES[scene]}-x-{copy}-{clip}.wav", "identifier": f"x-{scene}-{copy}",
+                         "device": DEVICES[clip % 9], "label": scene,
+                         "prediction": scene if clip < correct else (scene + 1) % len(SCENES), "nll": 0.5})  # fmt: skip
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return str(path)
+
+
+def _training_clips(path: Path, count: int) -> str:
+    columns = {"filename": "f.wav", "scene_label": "bus", "label": 1, "device": "a", "city": "x", "identifier": "x-1"}
+    pd.DataFrame([columns] * count).to_csv(path, sep="\t", index=False)
+    return str(path)
+
+
+@pytest.fixture
+def efficiency_plan(tmp_path: Path) -> dict:
+    """Run `small` at 25 % (35 training clips) and 50 % (70), two seeds, float and int8, with known answers:
+    float at 25 %: every location 6 then 8 of 10 right (seeds 1, 2); int8 at 25 %: on both seeds the first
+    location of each scene all right, the second all wrong; at 50 %: every location 9 of 10 right."""
+    every = len(LOCATIONS)
+    tables = {
+        "six": _clips_table(tmp_path / "six.tsv", [6] * every),
+        "eight": _clips_table(tmp_path / "eight.tsv", [8] * every),
+        "half": _clips_table(tmp_path / "half.tsv", [10 if copy == 0 else 0 for _, copy in LOCATIONS]),
+        "nine": _clips_table(tmp_path / "nine.tsv", [9] * every),
+    }
+    seeds = {
+        (25, "float"): {"1": tables["six"], "2": tables["eight"]},
+        (25, "int8"): {"1": tables["half"], "2": tables["half"]},
+        (50, "float"): {"1": tables["nine"], "2": tables["nine"]},
+        (50, "int8"): {"1": tables["nine"], "2": tables["eight"]},
+    }
+    return {
+        "training_clips": {str(fraction): _training_clips(tmp_path / f"train{fraction}.tsv", count)
+                           for fraction, count in ((25, 35), (50, 70))},
+        "systems": [{"run": "small", "fraction": fraction, "precision": precision, "clips": clips}
+                    for (fraction, precision), clips in seeds.items()],
+    }  # fmt: skip
+
+
+def test_data_efficiency_report_has_the_known_answers(efficiency_plan: dict, tmp_path: Path) -> None:
+    out = {name: tmp_path / "out" / f"data_efficiency.{name}" for name in ("csv", "md", "png")}
+    frame = write_data_efficiency(efficiency_plan, out["csv"], out["md"], out["png"])
+    table = pd.read_csv(out["csv"])
+    pd.testing.assert_frame_equal(table, frame, check_dtype=False)
+    assert list(zip(table["fraction"], table["precision"], table["training_clips"], strict=True)) == [
+        (25, "float", 35), (25, "int8", 35), (50, "float", 70), (50, "int8", 70)]  # fmt: skip
+    assert set(table["interval_covers"]) == {"test locations and seeds (n=2)"}
+    assert set(table["locations"]) == {20} and set(table["clips"]) == {200}
+    # Constant per location: no bootstrap spread, only the seeds' t-interval, t(1) = 12.706 (two seeds): 0.7 +-
+    # 1.27 and 0.85 +- 0.64, clipped to what an accuracy can be.
+    row = table.iloc[0]
+    assert (row["accuracy_pct"], row["accuracy_std_pct"], row["accuracy_low_pct"], row["accuracy_high_pct"]) == (
+        70.0, 14.14, 0.0, 100.0)  # fmt: skip
+    assert row["macro_accuracy_pct"] == 70.0
+    half_width = 12.7062047 * np.std([0.9, 0.8], ddof=1) / np.sqrt(2)
+    row = table.iloc[3]
+    assert (row["accuracy_pct"], row["accuracy_std_pct"], row["accuracy_high_pct"]) == (85.0, 7.07, 100.0)
+    assert row["accuracy_low_pct"] == pytest.approx(100 * (0.85 - half_width), abs=0.005)
+    # Equal seeds, locations all right or all wrong: the bootstrap of 20 locations is Binomial(20, 0.5) / 20,
+    # whose 2.5 % and 97.5 % quantiles are 6 and 14.
+    row = table.iloc[1]
+    assert (row["accuracy_pct"], row["accuracy_std_pct"], row["accuracy_low_pct"], row["accuracy_high_pct"]) == (
+        50.0, 0.0, 30.0, 70.0)  # fmt: skip
+    assert row["macro_accuracy_pct"] == 50.0
+    assert (table.iloc[2]["accuracy_low_pct"], table.iloc[2]["accuracy_high_pct"]) == (90.0, 90.0)
+
+    markdown = out["md"].read_text()
+    ours, reference = markdown.split("## Reference, not this run: DCASE'24 Task 1 baseline (published)")
+    assert "| small | split25 | 35 | 70.0 [0.0, 100.0] | 50.0 [30.0, 70.0] | 70.0 [0.0, 100.0] | 50.0 [" in ours
+    assert "| small | split50 | 70 | 90.0 [90.0, 90.0] | 85.0 [" in ours
+    assert ours.count("| small |") == 2  # two points per size
+    assert "42.40" not in ours
+    assert "| split5 | 42.40 ± 0.42 |" in reference and "| split100 | 56.99 ± 1.11 |" in reference
+    assert "baseline" not in "".join(table["run"])  # the reference never enters this run's rows
+    assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_seed_gets_the_location_interval_of_the_accuracy_itself(efficiency_plan: dict) -> None:
+    for system in efficiency_plan["systems"]:
+        system["clips"] = {"1": system["clips"]["1"]}
+    frame = efficiency_frame(efficiency_plan)
+    assert set(frame["interval_covers"]) == {"test locations only (1 seed)"} and set(frame["n_seeds"]) == {1}
+    assert frame["accuracy_std_pct"].isna().all()  # one seed has no spread to show
+    int8 = frame.iloc[1]
+    assert (int8["accuracy_pct"], int8["accuracy_low_pct"], int8["accuracy_high_pct"]) == (50.0, 30.0, 70.0)
+    assert (frame.iloc[0]["accuracy_low_pct"], frame.iloc[0]["accuracy_high_pct"]) == (60.0, 60.0)
+
+
+def test_statistic_interval_is_the_difference_from_a_system_that_is_always_wrong(efficiency_plan: dict) -> None:
+    """Two code paths, one answer: statistic(A) with its interval equals A - B where B never gets a clip right
+    (its statistic is 0 in every resample), with the same resamples."""
+    (system,) = [s for s in efficiency_plan["systems"] if (s["fraction"], s["precision"]) == (50, "int8")]
+    a = System.read("a", system["clips"])
+    wrong = {seed: clips.assign(prediction=(clips["label"] + 1) % len(SCENES)) for seed, clips in a.clips.items()}
+    for name in ("accuracy", "macro_accuracy"):
+        estimate = statistic_interval(a, name, resamples=2000)
+        difference = paired_difference(a, System("never", wrong), name, resamples=2000)
+        assert estimate.values == difference.values_a and estimate.estimate == pytest.approx(0.85)
+        assert (estimate.low, estimate.high, estimate.test_low, estimate.test_high) == pytest.approx(
+            (difference.low, difference.high, difference.test_low, difference.test_high), abs=1e-12)  # fmt: skip
+
+
+def test_data_efficiency_plan_problems_are_one_line(efficiency_plan: dict) -> None:
+    del efficiency_plan["training_clips"]["50"]
+    with pytest.raises(PipelineError, match=r"^data-efficiency plan: fraction 50 has no training_clips entry$"):
+        efficiency_frame(efficiency_plan)
+    with pytest.raises(PipelineError, match=r"^data-efficiency plan: needs a non-empty list 'systems'$"):
+        efficiency_frame({"training_clips": {}, "systems": []})
+
+
+def test_snakemake_data_efficiency_trains_every_size_at_every_fraction(tmp_path: Path) -> None:
+    """The tiny config with two fractions: every subset's own teachers, fusion and students, two points per size."""
+    config = tiny_pipeline_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    config["data_efficiency"]["fractions"] = [25, 50]
+    project = copy_project(tmp_path / "project", config)
+    result = snakemake("-n", "--forceall", "--nolock", "data_efficiency", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts("data_efficiency", cwd=project)
+    assert counts == {
+        "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
+        "cache_waveforms": 2, "split_training_clips": 2, "energy_analysis": 2,
+        "train_teacher": 4, "dump_teacher_logits": 4, "fuse_teachers": 2,  # 2 teachers per subset
+        "train_student": 4, "qat_student": 4, "evaluate_student": 8,  # 2 sizes x 2 fractions x 1 seed, float + int8
+        "report_data_efficiency": 1, "data_efficiency": 1,
+    }  # fmt: skip
+    trained = re.findall(r"output: results/(split\d+)/students/([\w.-]+)/s1/model\.pt", result.stdout)
+    assert sorted(trained) == [("split25", "tiny-rn"), ("split25", "tiny-rnfreq"), ("split50", "tiny-rn"),
+                               ("split50", "tiny-rnfreq")]  # fmt: skip
+    assert "rule all" not in result.stdout

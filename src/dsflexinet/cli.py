@@ -472,6 +472,13 @@ def _submission(args: argparse.Namespace) -> None:
     log.info("%s: %d clips classified by %s", args.out_csv, summary["classified"], args.model)
 
 
+def _report_data_efficiency(args: argparse.Namespace) -> None:
+    from dsflexinet.report.efficiency import write_data_efficiency
+
+    frame = write_data_efficiency(args.plan, args.out_csv, args.out_md, args.out_png)
+    log.info("data efficiency:\n%s", frame.to_string(index=False))
+
+
 def _add_dcase_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("submission", help="the DCASE output.csv and info.json of an exported student")
     command.add_argument("--model", type=Path, required=True, help="the exported int8 model (qat/model_int8.pt)")
@@ -486,6 +493,15 @@ def _add_dcase_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--incomplete-csv", required=True, help="where output.csv goes if a clip is unreadable")
     command.add_argument("--incomplete-info", required=True, help="where info.json goes if a clip is unreadable")
     command.set_defaults(handler=_submission)
+
+    command = commands.add_parser("report-data-efficiency", help="accuracy against the DCASE'24 training subset")
+    command.add_argument("--plan", type=_json_object, required=True,
+                         help="JSON {training_clips: {fraction: train.tsv}, systems: [{run, fraction, precision, "
+                              "clips: {seed: clips.tsv}}]}")  # fmt: skip
+    command.add_argument("--out-csv", type=Path, required=True)
+    command.add_argument("--out-md", type=Path, required=True)
+    command.add_argument("--out-png", type=Path, required=True)
+    command.set_defaults(handler=_report_data_efficiency)
 
 
 def build_parser() -> argparse.ArgumentParser:
