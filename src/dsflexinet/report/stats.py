@@ -174,18 +174,12 @@ def resample_weights(n_locations: int, resamples: int, rng: np.random.Generator)
     return np.bincount((draws + offsets).ravel(), minlength=resamples * n_locations).reshape(resamples, n_locations)
 
 
-def _interval_covers(n_seeds: int) -> str:
-    return "test locations only (1 seed)" if n_seeds == 1 else f"test locations and seeds (n={n_seeds})"
-
-
 @dataclass(frozen=True)
-class Difference:
-    """A - B of one statistic, paired over the same clips and seeds, with its interval (same units)."""
+class Interval:
+    """A statistic's estimate over some seeds with its interval (same units as the statistic)."""
 
     statistic: str
     seeds: tuple[int, ...]
-    values_a: tuple[float, ...]  # per seed
-    values_b: tuple[float, ...]
     low: float
     high: float
     test_low: float  # the location bootstrap's percentile interval alone (test-set sampling)
@@ -195,6 +189,19 @@ class Difference:
     clips: int
     resamples: int
     rng_seed: int
+
+    @property
+    def interval_covers(self) -> str:
+        n = len(self.seeds)
+        return "test locations only (1 seed)" if n == 1 else f"test locations and seeds (n={n})"
+
+
+@dataclass(frozen=True)
+class Difference(Interval):
+    """A - B of one statistic, paired over the same clips and seeds."""
+
+    values_a: tuple[float, ...]  # per seed
+    values_b: tuple[float, ...]
 
     @property
     def per_seed(self) -> tuple[float, ...]:
@@ -204,35 +211,16 @@ class Difference:
     def estimate(self) -> float:
         return float(np.mean(self.per_seed))
 
-    @property
-    def interval_covers(self) -> str:
-        return _interval_covers(len(self.seeds))
-
 
 @dataclass(frozen=True)
-class Estimate:
-    """One statistic of one system, the mean over its seeds, with its interval (same units)."""
+class Estimate(Interval):
+    """One statistic of one system: the mean over its seeds."""
 
-    statistic: str
-    seeds: tuple[int, ...]
     values: tuple[float, ...]  # per seed
-    low: float
-    high: float
-    test_low: float  # the location bootstrap's percentile interval alone (test-set sampling)
-    test_high: float
-    confidence: float
-    locations: int
-    clips: int
-    resamples: int
-    rng_seed: int
 
     @property
     def estimate(self) -> float:
         return float(np.mean(self.values))
-
-    @property
-    def interval_covers(self) -> str:
-        return _interval_covers(len(self.seeds))
 
 
 class _Bootstrap:
