@@ -21,6 +21,7 @@ import yaml
 
 from dsflexinet.atomic import write_json
 from dsflexinet.cli import main
+from dsflexinet.config import load_config
 from dsflexinet.data.tau22 import DEVICES, SCENES, SPLIT_FILES
 from dsflexinet.errors import PipelineError
 from dsflexinet.modelfile import ModelInput, export_classifier
@@ -369,3 +370,24 @@ def test_snakemake_data_efficiency_trains_every_size_at_every_fraction(tmp_path:
     assert sorted(trained) == [("split25", "tiny-rn"), ("split25", "tiny-rnfreq"), ("split50", "tiny-rn"),
                                ("split50", "tiny-rnfreq")]  # fmt: skip
     assert "rule all" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data_efficiency: {runs: [sm1, sm9]}",
+         r"^config: data_efficiency\.runs names student run 'sm9', which students\.runs does not define$"),
+        ("submission: {run: sm4-typo}",
+         r"^config: submission\.run names student run 'sm4-typo', which students\.runs does not define$"),
+        ("data_efficiency: {fractions: [5, 20]}", r"^config: data_efficiency\.fractions\.1: 20 is not one of"),
+        ("complexity: {precision: int4}", r"^config: complexity\.precision: 'int4' is not one of"),
+        ("complexity: {max_macs: 0}", r"^config: complexity\.max_macs: 0 is less than the minimum of 1$"),
+        ("complexity: {max_param_bytes: 128kB}",
+         r"^config: complexity\.max_param_bytes: '128kB' is not of type 'integer'$"),
+    ],
+)
+def test_dcase_settings_are_checked_before_any_job(tmp_path: Path, override: str, message: str) -> None:
+    path = tmp_path / "override.yaml"
+    path.write_text(override + "\n")
+    with pytest.raises(PipelineError, match=message):
+        load_config([REPO / "config.yaml", path], REPO / "workflow" / "schemas" / "config.schema.yaml")

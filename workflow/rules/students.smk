@@ -48,8 +48,8 @@ rule student_complexity:
     params:
         model=lambda wildcards: student_spec(config, wildcards.run, int(wildcards.seed))["model"]["name"],
         options=lambda wildcards: as_json(student_spec(config, wildcards.run, int(wildcards.seed))["model"]["options"]),
-        max_macs=config["complexity"]["max_macs"],
-        max_param_bytes=config["complexity"]["max_param_bytes"],
+        max_macs=int(config["complexity"]["max_macs"]),  # the schema's integers include 3.0e+7
+        max_param_bytes=int(config["complexity"]["max_param_bytes"]),
         precision=config["complexity"]["precision"],
     log:
         "logs/{subset}/students/complexity_{run}_s{seed}.log",
