@@ -16,6 +16,7 @@ include: "workflow/rules/distill.smk"
 include: "workflow/rules/students.smk"
 include: "workflow/rules/quant.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/dcase.smk"
 
 
 rule all:

@@ -68,6 +68,8 @@ def tiny_pipeline_config(config: dict) -> dict:
         "table2": ["tiny-rn"], "table3": ["tiny-rn"], "table4": {"Fused": "tiny-rn"},
         "table5": {"DS-FlexiNet+RN+FMS+ADIR": "tiny-rn"}, "fig3": {"channel": "tiny-rn", "frequency": "tiny-rnfreq"},
     }  # fmt: skip
+    config["submission"]["run"] = "tiny-rn"
+    config["data_efficiency"]["runs"] = ["tiny-rn", "tiny-rnfreq"]
     return config
 
 

@@ -23,9 +23,9 @@ def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def job_counts(*args: str) -> dict[str, int]:
+def job_counts(*args: str, cwd: Path = REPO) -> dict[str, int]:
     """The 'Job stats' table of a forced dry run: every job of the DAG, whatever already exists."""
-    result = snakemake("-n", "--forceall", "--nolock", *args)
+    result = snakemake("-n", "--forceall", "--nolock", *args, cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
     table = result.stdout.split("Job stats:")[1].split("\n\n")[0]
     counts = {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}

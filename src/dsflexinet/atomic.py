@@ -64,3 +64,13 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     if where is not None:
         raise PipelineError(f"{path}: refusing to write a non-finite number (NaN or Infinity) at {where}")
     write_text(path, json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file another job wrote, or one line naming it and what is wrong."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found (the rule that writes it has not run)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PipelineError(f"{path}: not valid JSON ({error})") from None

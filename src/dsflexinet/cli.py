@@ -187,9 +187,17 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
 
 def _complexity(args: argparse.Namespace) -> None:
     from dsflexinet.atomic import write_json
-    from dsflexinet.models.complexity import complexity_table
+    from dsflexinet.models.complexity import MAX_MACS, MAX_PARAM_BYTES, check_limits, complexity_table
 
+    if args.run and len(args.models) > 1:
+        raise PipelineError(f"complexity --run {args.run}: a student run has one model, not {len(args.models)}")
     rows = complexity_table(args.models, args.options)
+    if args.run:  # checked before anything is written: a student over a limit leaves no record
+        max_macs = MAX_MACS if args.max_macs is None else args.max_macs
+        max_param_bytes = MAX_PARAM_BYTES if args.max_param_bytes is None else args.max_param_bytes
+        for row in rows:
+            row["limits"] = check_limits(args.run, row, max_macs, max_param_bytes, args.precision)
+            row["within"] = True
     if args.out:
         write_json(args.out, rows)
     print(f"{'model':<16} {'input':<12} {'params':>9} {'MMACs':>8} {'KB fp32':>9} {'KB int8':>8}")
@@ -207,6 +215,12 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--options", type=_json_object, default={},
                          help='model options as JSON (a job spec\'s model.options): {"norm": "none"}')  # fmt: skip
     command.add_argument("--out", type=Path, default=None, help="also write the table as JSON")
+    command.add_argument("--run", default=None,
+                         help="the student run of MODEL: fail, naming it, when it is over a DCASE limit")  # fmt: skip
+    command.add_argument("--max-macs", type=int, default=None, help="MACs per 1 s clip (default: DCASE's 30 M)")
+    command.add_argument("--max-param-bytes", type=int, default=None,
+                         help="parameter memory in bytes at --precision (default: DCASE's 128,000)")  # fmt: skip
+    command.add_argument("--precision", default="int8", help="what parameters are stored in: int8 | float16 | float32")
     command.set_defaults(handler=_complexity)
 
 
@@ -465,6 +479,52 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=_report_metrics)
 
 
+# --- DCASE ----------------------------------------------------------------------------------------------------
+
+
+def _submission(args: argparse.Namespace) -> None:
+    from dsflexinet.evaluate.submission import submit_student
+    from dsflexinet.layout import SubmissionFiles
+
+    summary = submit_student(
+        args.model, args.evaluation_root, args.complexity, args.quantized, args.evaluation, args.run,
+        SubmissionFiles(args.out_csv, args.out_info), SubmissionFiles(args.incomplete_csv, args.incomplete_info),
+    )  # fmt: skip
+    log.info("%s: %d clips classified by %s", args.out_csv, summary["classified"], args.model)
+
+
+def _report_data_efficiency(args: argparse.Namespace) -> None:
+    from dsflexinet.report.efficiency import write_data_efficiency
+
+    frame = write_data_efficiency(args.plan, args.out_csv, args.out_md, args.out_png)
+    log.info("data efficiency:\n%s", frame.to_string(index=False))
+
+
+def _add_dcase_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("submission", help="the DCASE output.csv and info.json of an exported student")
+    command.add_argument("--model", type=Path, required=True, help="the exported int8 model (qat/model_int8.pt)")
+    command.add_argument("--evaluation-root", type=Path, required=True,
+                         help="a TAU22-layout folder (its clip table lists the clips) or a folder of WAVs")  # fmt: skip
+    command.add_argument("--complexity", type=Path, required=True, help="the student's complexity.json (with limits)")
+    command.add_argument("--quantized", type=Path, required=True, help="the student's qat/quantized.json")
+    command.add_argument("--evaluation", type=Path, required=True, help="the student's eval_int8.json (dev test)")
+    command.add_argument("--run", required=True, help="the student run's name")
+    command.add_argument("--out-csv", required=True, help="output.csv")
+    command.add_argument("--out-info", required=True, help="info.json")
+    command.add_argument("--incomplete-csv", required=True, help="where output.csv goes if a clip is unreadable")
+    command.add_argument("--incomplete-info", required=True, help="where info.json goes if a clip is unreadable")
+    command.set_defaults(handler=_submission)
+
+    command = commands.add_parser("report-data-efficiency", help="accuracy against the DCASE'24 training subset")
+    command.add_argument("--plan", type=_json_object, required=True,
+                         help="JSON {training_clips: {fraction: train.tsv}, systems: [{run, fraction, precision, "
+                              "clips: {seed: clips.tsv}}]}")  # fmt: skip
+    command.add_argument("--out-csv", type=Path, required=True)
+    command.add_argument("--out-md", type=Path, required=True)
+    command.add_argument("--out-png", type=Path, required=True)
+    command.set_defaults(handler=_report_data_efficiency)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsflexinet", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -475,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audio_commands(commands)
     _add_training_commands(commands)
     _add_report_commands(commands)
+    _add_dcase_commands(commands)
     return parser
 
 

@@ -160,12 +160,16 @@ def _check_fusion(config: dict) -> None:
 
 
 def _check_reports(config: dict) -> None:
-    runs = config["students"]["runs"]
+    """Every run a report, the submission or the data-efficiency curve names is a student run."""
+    named = []
     for section, entries in config["reports"].items():
         for label, run in (entries.items() if isinstance(entries, dict) else zip(entries, entries, strict=True)):
-            if run not in runs:
-                key = f"reports.{section}" + (f".{label}" if isinstance(entries, dict) else "")
-                raise PipelineError(f"config: {key} names student run {run!r}, which students.runs does not define")
+            named.append((f"reports.{section}" + (f".{label}" if isinstance(entries, dict) else ""), run))
+    named.append(("submission.run", config["submission"]["run"]))
+    named += [("data_efficiency.runs", run) for run in config["data_efficiency"]["runs"]]
+    for key, run in named:
+        if run not in config["students"]["runs"]:
+            raise PipelineError(f"config: {key} names student run {run!r}, which students.runs does not define")
 
 
 # --- job specs: what one training job needs, resolved from the validated config --------------------------------
@@ -243,6 +247,12 @@ def student_settings(config: dict, run: str) -> dict:
 def student_seeds(config: dict) -> list[int]:
     """The seeds every student run is trained with (each seed: its own training, QAT and evaluation)."""
     return list(config["students"]["seeds"])
+
+
+def submission_seed(config: dict) -> int:
+    """The seed of the submitted student: `submission.seed`, or the first of `students.seeds`."""
+    seed = config["submission"]["seed"]
+    return student_seeds(config)[0] if seed is None else seed
 
 
 def student_spec(config: dict, run: str, seed: int) -> dict:

@@ -12,8 +12,9 @@
         ensemble/                           fused.npz, average.npz, fusion.json
         students/{run}/s{seed}/             model.pt, history.csv, complexity.json, eval_{precision}.json,
                                             eval_{precision}_clips.tsv, qat/{model_int8.pt, quantized.json, history.csv}
-      tables/, figures/, plots/, metrics.json   the reports of the configured subset
-      submission/{run}/s{seed}/             output.csv and info.json for the DCASE challenge
+        submission/{run}/s{seed}/           output.csv and info.json for the DCASE challenge (DCASE'24: one per
+                                            subset); incomplete/ holds those of a try with unreadable clips
+      tables/, figures/, plots/, metrics.json   the reports of the configured subset; data_efficiency.* spans subsets
       benchmarks/                           Snakemake's time and memory of every job
 
 Patterns keep Snakemake's `{wildcard}` fields; call the functions with values for concrete paths. A job is
@@ -181,6 +182,18 @@ class SubmissionFiles:
     info: str
 
 
-def submission(run: str = "{run}", seed: int | str = "{seed}") -> SubmissionFiles:
-    root = f"{RESULTS}/submission/{run}/s{seed}"
+def _submission_root(subset: str, run: str, seed: int | str) -> str:
+    return f"{_subset_root(subset)}/submission/{run}/s{seed}"
+
+
+def submission(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> SubmissionFiles:
+    """The DCASE files of one student trained on `subset`: DCASE'24 ranks a system by one per subset."""
+    root = _submission_root(subset, run, seed)
+    return SubmissionFiles(f"{root}/output.csv", f"{root}/info.json")
+
+
+def incomplete_submission(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> SubmissionFiles:
+    """Where a submission with unreadable clips is kept, for inspection: never at the paths `submission` names,
+    which a failed job leaves absent (so nothing looks complete and the next run tries again)."""
+    root = f"{_submission_root(subset, run, seed)}/incomplete"
     return SubmissionFiles(f"{root}/output.csv", f"{root}/info.json")

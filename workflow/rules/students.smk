@@ -48,6 +48,9 @@ rule student_complexity:
     params:
         model=lambda wildcards: student_spec(config, wildcards.run, int(wildcards.seed))["model"]["name"],
         options=lambda wildcards: as_json(student_spec(config, wildcards.run, int(wildcards.seed))["model"]["options"]),
+        max_macs=int(config["complexity"]["max_macs"]),  # the schema's integers include 3.0e+7
+        max_param_bytes=int(config["complexity"]["max_param_bytes"]),
+        precision=config["complexity"]["precision"],
     log:
         "logs/{subset}/students/complexity_{run}_s{seed}.log",
     benchmark:
@@ -57,4 +60,6 @@ rule student_complexity:
     conda:
         ENV
     shell:
-        "python -m dsflexinet complexity {params.model} --options {params.options:q} --out {output:q} > {log:q} 2>&1"
+        "python -m dsflexinet complexity {params.model} --options {params.options:q} --run {wildcards.run:q}"
+        " --max-macs {params.max_macs} --max-param-bytes {params.max_param_bytes} --precision {params.precision}"
+        " --out {output:q} > {log:q} 2>&1"

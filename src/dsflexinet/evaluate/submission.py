@@ -4,10 +4,17 @@
 `scene_label`, then one class probability (softmax) per scene, named by the scene, in alphabetical order. A clip
 that cannot be classified is logged and named in `info.json`, which then says `"complete": false`: a submission
 is never silently short.
+
+`submit_student` is the workflow's submission of one exported int8 student. It writes nothing unless the
+student's complexity job found it within the DCASE limits, and an incomplete submission never lands where a
+complete one would: its files go to a separate `incomplete` pair and the job fails naming the unreadable
+clips. Snakemake deletes a failed job's outputs; the pair is not an output, so the partial files stay for
+inspection, the submission's own paths stay empty, and the next run tries again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,12 +22,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from dsflexinet.atomic import atomic_path, write_json
+from dsflexinet.atomic import atomic_path, read_json, write_json
 from dsflexinet.data.tau22 import SCENES, SPLIT_FILES, read_table
 from dsflexinet.errors import PipelineError
 from dsflexinet.evaluate.predict import collect_wavs, file_probabilities
+from dsflexinet.modelfile import load_classifier
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from dsflexinet.layout import SubmissionFiles
     from dsflexinet.modelfile import LoadedClassifier
 
@@ -83,4 +93,75 @@ def write_submission(
     if unreadable:
         log.error("%s: incomplete submission, %d of %d clips could not be classified (listed in %s)",
                   out.output, len(unreadable), len(clips), out.info)  # fmt: skip
+    return summary
+
+
+def _fields(record: Mapping, keys: Iterable[str], path: str | Path, hint: str) -> Mapping:
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise PipelineError(f"{path}: no {', '.join(map(repr, missing))} ({hint})")
+    return record
+
+
+def _complexity_row(path: str | Path) -> Mapping:
+    """The one row the student's complexity job wrote, with the limits it checked."""
+    rows = read_json(path)
+    if not isinstance(rows, list) or len(rows) != 1 or not isinstance(rows[0], dict):
+        raise PipelineError(f"{path}: expected the one row of a student's complexity job")
+    row = _fields(rows[0], ("params", "macs", "limits", "within"), path,
+                  "the student's complexity job checks the DCASE limits with --run: rerun it")  # fmt: skip
+    if row["within"] is not True:
+        raise PipelineError(f"{path}: the model is not recorded as within the complexity limits")
+    return row
+
+
+def submit_student(
+    model: str | Path, evaluation_root: str | Path, complexity: str | Path, quantized: str | Path,
+    evaluation: str | Path, run: str, out: SubmissionFiles, incomplete: SubmissionFiles,
+) -> dict:  # fmt: skip
+    """Classify every clip of `evaluation_root` with the exported `model` of student `run`; write `out` and return
+    info.json's content. `complexity`, `quantized` and `evaluation` are the student's complexity.json,
+    quantized.json and eval_int8.json: info.json reports them beside the counts of `write_submission`."""
+    row = _complexity_row(complexity)
+    engine = _fields(read_json(quantized), ("backend", "file_bytes"), quantized, "QAT writes it")
+    metrics = _fields(read_json(evaluation), ("accuracy", "class_averaged_accuracy", "clips", "devices"), evaluation,
+                      "evaluate writes it")  # fmt: skip
+    clips = evaluation_clips(evaluation_root)
+    classifier = load_classifier(model)
+    size = Path(model).stat().st_size
+    if size != engine["file_bytes"]:
+        raise PipelineError(f"{model}: {size:,} bytes, but {quantized} records {engine['file_bytes']:,}: not the model "
+                            "that QAT exported")  # fmt: skip
+    limits = row["limits"]
+    info = {
+        "run": run,
+        "model_file": str(model),
+        "model_file_bytes": size,
+        "quantized_engine": engine["backend"],
+        "input": classifier.input.to_dict(),
+        "parameters": row["params"],
+        "macs": row["macs"],
+        "parameter_bytes": limits["param_bytes"],
+        "parameter_precision": limits["precision"],
+        "complexity_limits": {"max_macs": limits["max_macs"], "max_param_bytes": limits["max_param_bytes"],
+                              "within": True},  # fmt: skip
+        "development_test": {
+            "evaluation": str(evaluation), "clips": metrics["clips"], "accuracy": metrics["accuracy"],
+            "macro_accuracy": metrics["class_averaged_accuracy"],
+            "devices": {device: result["accuracy"] for device, result in metrics["devices"].items()},
+        },  # fmt: skip
+        "evaluation_root": str(evaluation_root),
+    }
+    summary = write_submission(classifier, clips, incomplete, info)
+    if not summary["complete"]:
+        unreadable = summary["unreadable"]
+        raise PipelineError(
+            f"{out.output}: not written, {len(unreadable)} of {summary['clips']} clips could not be classified "
+            f"(first: {unreadable[0]}); the incomplete submission is in {Path(incomplete.output).parent}"
+        )
+    for written, final in ((incomplete.output, out.output), (incomplete.info, out.info)):
+        Path(final).parent.mkdir(parents=True, exist_ok=True)
+        Path(written).replace(final)
+    with contextlib.suppress(OSError):  # leave no empty incomplete/ behind; one with other files stays
+        Path(incomplete.output).parent.rmdir()
     return summary

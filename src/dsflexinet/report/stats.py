@@ -26,6 +26,8 @@ How the interval is built (`paired_difference`), and why:
   combined interval in 95-96 %. Resampling seeds instead would treat 3 seeds as their population and give
   intervals too narrow, which is why it is not done.
 - With one seed only the test-set part exists; `interval_covers` says so.
+- `statistic_interval` gives one system's statistic (not a difference) the same interval: the data-efficiency
+  curve's points.
 """
 
 from __future__ import annotations
@@ -173,13 +175,11 @@ def resample_weights(n_locations: int, resamples: int, rng: np.random.Generator)
 
 
 @dataclass(frozen=True)
-class Difference:
-    """A - B of one statistic, paired over the same clips and seeds, with its interval (same units)."""
+class Interval:
+    """A statistic's estimate over some seeds with its interval (same units as the statistic)."""
 
     statistic: str
     seeds: tuple[int, ...]
-    values_a: tuple[float, ...]  # per seed
-    values_b: tuple[float, ...]
     low: float
     high: float
     test_low: float  # the location bootstrap's percentile interval alone (test-set sampling)
@@ -191,6 +191,19 @@ class Difference:
     rng_seed: int
 
     @property
+    def interval_covers(self) -> str:
+        n = len(self.seeds)
+        return "test locations only (1 seed)" if n == 1 else f"test locations and seeds (n={n})"
+
+
+@dataclass(frozen=True)
+class Difference(Interval):
+    """A - B of one statistic, paired over the same clips and seeds."""
+
+    values_a: tuple[float, ...]  # per seed
+    values_b: tuple[float, ...]
+
+    @property
     def per_seed(self) -> tuple[float, ...]:
         return tuple(a - b for a, b in zip(self.values_a, self.values_b, strict=True))
 
@@ -198,10 +211,56 @@ class Difference:
     def estimate(self) -> float:
         return float(np.mean(self.per_seed))
 
+
+@dataclass(frozen=True)
+class Estimate(Interval):
+    """One statistic of one system: the mean over its seeds."""
+
+    values: tuple[float, ...]  # per seed
+
     @property
-    def interval_covers(self) -> str:
-        n = len(self.seeds)
-        return "test locations only (1 seed)" if n == 1 else f"test locations and seeds (n={n})"
+    def estimate(self) -> float:
+        return float(np.mean(self.values))
+
+
+class _Bootstrap:
+    """The location bootstrap of one statistic over the clips of some seeds: per-location sums of each system
+    and the resample weights, shared by every system it is given (so two systems are paired)."""
+
+    def __init__(self, reference: pd.DataFrame, seeds: tuple[int, ...], name: str, resamples: int, confidence: float,
+                 rng_seed: int):  # fmt: skip
+        if not 0 < confidence < 1:
+            raise PipelineError(f"confidence must lie between 0 and 1, not {confidence}")
+        if resamples < 1:
+            raise PipelineError(f"resamples must be at least 1, not {resamples}")
+        self.seeds, self.name, self.confidence = seeds, name, confidence
+        self.names, self.locations = np.unique(reference["identifier"].to_numpy(), return_inverse=True)
+        self.weights = resample_weights(len(self.names), resamples, np.random.default_rng(rng_seed)).astype(np.float64)
+
+    def sums(self, system: System, devices: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """[seeds, locations, cells] numerators and denominators."""
+        pairs = [_cell_sums(system.clips[seed], self.name, self.locations, len(self.names), devices)
+                 for seed in self.seeds]  # fmt: skip
+        return np.stack([numerator for numerator, _ in pairs]), np.stack([denominator for _, denominator in pairs])
+
+    def replicates(self, numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        """The statistic, averaged over seeds, in each resample: [resamples]."""
+        resampled = [_mean_of_ratios(self.weights @ numerator[s], self.weights @ denominator[s])
+                     for s in range(len(self.seeds))]  # fmt: skip
+        return np.mean(resampled, axis=0)
+
+    def interval(self, per_seed: np.ndarray, replicates: np.ndarray) -> tuple[float, float, float, float]:
+        """low, high, test_low, test_high around the mean of `per_seed` (module docstring)."""
+        tail = 100 * (1 - self.confidence) / 2
+        test_low, test_high = np.percentile(replicates, [tail, 100 - tail])
+        estimate = float(np.mean(per_seed))
+        low, high = float(test_low), float(test_high)
+        if len(self.seeds) > 1:
+            seed_half_width = stdtrit(len(self.seeds) - 1, 1 - (1 - self.confidence) / 2) * mean_std(per_seed)[1]
+            seed_half_width /= math.sqrt(len(self.seeds))
+            low = estimate - math.hypot(max(estimate - test_low, 0.0), seed_half_width)
+            high = estimate + math.hypot(max(test_high - estimate, 0.0), seed_half_width)
+        return low, high, float(test_low), float(test_high)
 
 
 def paired_difference(a: System, b: System, name: str = "accuracy", *, devices_a: Sequence[str] | None = None,
@@ -213,51 +272,46 @@ def paired_difference(a: System, b: System, name: str = "accuracy", *, devices_a
     `devices_a`/`devices_b` restrict each side to a device group: with a == b this is a within-system
     comparison (unseen S4-S6 minus seen S1-S3), paired through the locations every device recorded.
     """
-    if not 0 < confidence < 1:
-        raise PipelineError(f"confidence must lie between 0 and 1, not {confidence}")
-    if resamples < 1:
-        raise PipelineError(f"resamples must be at least 1, not {resamples}")
     seeds = tuple(sorted(set(a.clips) & set(b.clips)))
     if not seeds:
         raise PipelineError(f"{a.name} (seeds {sorted(a.clips)}) and {b.name} (seeds {sorted(b.clips)}) share no seed")
     reference = a.clips[seeds[0]]
     for table in [a.clips[seed] for seed in seeds[1:]] + [b.clips[seed] for seed in seeds]:
         _check_same_clips(reference, table)
-    names, locations = np.unique(reference["identifier"].to_numpy(), return_inverse=True)
-
-    def sums(system: System, devices: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
-        """[seeds, locations, cells] numerators and denominators."""
-        pairs = [_cell_sums(system.clips[seed], name, locations, len(names), devices) for seed in seeds]
-        return np.stack([numerator for numerator, _ in pairs]), np.stack([denominator for _, denominator in pairs])
-
-    (num_a, den_a), (num_b, den_b) = sums(a, devices_a), sums(b, devices_b)
+    bootstrap = _Bootstrap(reference, seeds, name, resamples, confidence, rng_seed)
+    (num_a, den_a), (num_b, den_b) = bootstrap.sums(a, devices_a), bootstrap.sums(b, devices_b)
     values_a = _mean_of_ratios(num_a.sum(1), den_a.sum(1))  # [seeds]
     values_b = _mean_of_ratios(num_b.sum(1), den_b.sum(1))
-    weights = resample_weights(len(names), resamples, np.random.default_rng(rng_seed)).astype(np.float64)
-
-    def replicates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-        """The statistic, averaged over seeds, in each resample: [resamples]."""
-        resampled = [_mean_of_ratios(weights @ numerator[s], weights @ denominator[s]) for s in range(len(seeds))]
-        return np.mean(resampled, axis=0)
-
-    differences = replicates(num_a, den_a) - replicates(num_b, den_b)
+    differences = bootstrap.replicates(num_a, den_a) - bootstrap.replicates(num_b, den_b)
     undefined = int(np.isnan(differences).sum())
     if undefined:
+        locations = len(bootstrap.names)
         raise PipelineError(f"{a.name} vs {b.name}: {name} undefined in {undefined} of {resamples} resamples "
-                            f"(a device group recorded at too few of the {len(names)} locations)")  # fmt: skip
-    tail = 100 * (1 - confidence) / 2
-    test_low, test_high = np.percentile(differences, [tail, 100 - tail])
-    estimate = float(np.mean(values_a - values_b))
-    low, high = float(test_low), float(test_high)
-    if len(seeds) > 1:
-        seed_half_width = stdtrit(len(seeds) - 1, 1 - (1 - confidence) / 2) * mean_std(values_a - values_b)[1]
-        seed_half_width /= math.sqrt(len(seeds))
-        low = estimate - math.hypot(max(estimate - test_low, 0.0), seed_half_width)
-        high = estimate + math.hypot(max(test_high - estimate, 0.0), seed_half_width)
+                            f"(a device group recorded at too few of the {locations} locations)")  # fmt: skip
+    low, high, test_low, test_high = bootstrap.interval(values_a - values_b, differences)
     return Difference(
         statistic=name, seeds=seeds, values_a=tuple(map(float, values_a)), values_b=tuple(map(float, values_b)),
-        low=low, high=high, test_low=float(test_low), test_high=float(test_high), confidence=confidence,
-        locations=len(names), clips=len(reference), resamples=resamples, rng_seed=rng_seed,
+        low=low, high=high, test_low=test_low, test_high=test_high, confidence=confidence,
+        locations=len(bootstrap.names), clips=len(reference), resamples=resamples, rng_seed=rng_seed,
+    )  # fmt: skip
+
+
+def statistic_interval(system: System, name: str = "accuracy", *, resamples: int = RESAMPLES,
+                       confidence: float = 0.95, rng_seed: int = RNG_SEED) -> Estimate:  # fmt: skip
+    """Mean over seeds of one system's statistic, with the interval `paired_difference` gives a difference: the
+    location bootstrap (the same resamples for every seed) widened by the seeds' t-interval for n > 1."""
+    seeds = tuple(system.clips)
+    reference = system.clips[seeds[0]]
+    for seed in seeds[1:]:
+        _check_same_clips(reference, system.clips[seed])
+    bootstrap = _Bootstrap(reference, seeds, name, resamples, confidence, rng_seed)
+    numerator, denominator = bootstrap.sums(system, None)
+    values = _mean_of_ratios(numerator.sum(1), denominator.sum(1))
+    low, high, test_low, test_high = bootstrap.interval(values, bootstrap.replicates(numerator, denominator))
+    return Estimate(
+        statistic=name, seeds=seeds, values=tuple(map(float, values)), low=low, high=high, test_low=test_low,
+        test_high=test_high, confidence=confidence, locations=len(bootstrap.names), clips=len(reference),
+        resamples=resamples, rng_seed=rng_seed,
     )  # fmt: skip
 
 
