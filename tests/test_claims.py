@@ -299,7 +299,7 @@ def test_paper_claims_follow_the_reports_section() -> None:
     paper = [claim["paper_difference"] for claim in claims]
     assert paper == [1.78, 4.12, 5.9, 1.4, 1.88, 0.58, 0.68, None, -3.1, -3.17, -2.74, -3.15, -3.37]
     assert [claim["direction"] for claim in claims] == [1] * 12 + [-1]
-    assert [claim["threshold"] for claim in claims] == [0.0] * 8 + [-3.0] * 4 + [0.0]
+    assert [claim["threshold"] for claim in claims] == [0.0] * 8 + [-3.2] * 4 + [0.0]
     qat = claims[8]
     assert (qat["a"], qat["b"]) == ({"run": "sm1", "precision": "int8", "devices": None},
                                     {"run": "sm1", "precision": "float", "devices": None})  # fmt: skip
@@ -308,7 +308,7 @@ def test_paper_claims_follow_the_reports_section() -> None:
     small_config = {"table2": ["sm1"], "table4": {"Fused": "sm1", "Averaged": "sm1-avg"}, "fig3": {"channel": "x"}}
     small = paper_claims(small_config)
     assert [claim["claim"] for claim in small] == [
-        "KD: Fused > Averaged", "QAT sm1: int8 - float > -3", "Fused: unseen S4-S6 < seen S1-S3"]  # fmt: skip
+        "KD: Fused > Averaged", "QAT sm1: int8 - float > -3.2", "Fused: unseen S4-S6 < seen S1-S3"]  # fmt: skip
     assert paper_claims({}) == []
 
 
@@ -348,8 +348,8 @@ def test_write_claims_and_plot(tmp_path: Path) -> None:
     assert (fused_vs_avg["a_pp"], fused_vs_avg["b_pp"], fused_vs_avg["seeds"]) == ("83.33;83.33", "50.0;50.0", "1;2")
     assert fused_vs_avg["verdict"] == "supported" and fused_vs_avg["n_seeds"] == 2
     assert fused_vs_avg["interval_covers"] == "test locations and seeds (n=2)"
-    assert accuracy.loc["QAT fused: int8 - float > -3", "verdict"] == "contradicted"
-    assert accuracy.loc["QAT fused: int8 - float > -3", "difference_pp"] == -33.33
+    assert accuracy.loc["QAT fused: int8 - float > -3.2", "verdict"] == "contradicted"
+    assert accuracy.loc["QAT fused: int8 - float > -3.2", "difference_pp"] == -33.33
     unseen_row = accuracy.loc["Fused: unseen S4-S6 < seen S1-S3"]
     assert (unseen_row["difference_pp"], unseen_row["low_pp"], unseen_row["high_pp"]) == (-50.0, -80.0, -20.0)
     assert unseen_row["verdict"] == "supported" and unseen_row["a"] == "fused float S4-S6"

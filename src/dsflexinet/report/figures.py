@@ -11,8 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dsflexinet.atomic import atomic_path  # noqa: E402
-from dsflexinet.report.tables import read_json  # noqa: E402
+from dsflexinet.atomic import (
+    atomic_path,  # noqa: E402
+    read_json,  # noqa: E402
+)
 
 # The paper's abbreviations (Fig. 3 caption).
 SHORT_LABELS = {

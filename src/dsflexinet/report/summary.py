@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from dsflexinet.atomic import atomic_path, write_json
+from dsflexinet.atomic import atomic_path, read_json, write_json
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.report.stats import mean_std
-from dsflexinet.report.tables import SeedFiles, first_seed, last_epochs_accuracy, read_complexity, read_json
+from dsflexinet.report.tables import SeedFiles, first_seed, last_epochs_accuracy, read_complexity
 
 
 def _rounded(value: float) -> float:

@@ -13,13 +13,12 @@ only measures: no choice is made on it).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from dsflexinet.atomic import atomic_path
+from dsflexinet.atomic import atomic_path, read_json
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.errors import PipelineError
 from dsflexinet.report import paper
@@ -29,15 +28,6 @@ DEVICE_HEADERS = [device.upper() for device in DEVICES]
 LAST_EPOCHS = 10  # Table V: "the average validation set accuracy over the last ten rounds"
 RunFiles = dict[str, Path]  # one seed of a student run: file role -> path
 SeedFiles = dict[str, RunFiles]  # seed -> its files
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: not found (the rule that writes it has not run)") from None
-    except json.JSONDecodeError as error:
-        raise PipelineError(f"{path}: not valid JSON ({error})") from None
 
 
 def read_complexity(files: RunFiles) -> dict:
@@ -87,6 +77,7 @@ def table2(runs: dict[str, SeedFiles]) -> pd.DataFrame:
                 "Size/KB": round(complexity["size_kb_float32"], 2),
                 "Size(QAT)/KB": round(complexity["size_kb_int8"], 2),
                 "int8 file/KB": round(read_json(files["quantized"])["file_bytes"] / 1000, 2),
+                "within limits": "yes" if complexity["within"] else "no",
                 "ACC/%": floats["acc"], "ACC(QAT)/%": int8["acc"],
                 "macro ACC/%": floats["macro"], "macro ACC(QAT)/%": int8["macro"],
                 "log loss": floats["log_loss"], "log loss(QAT)": int8["log_loss"],
