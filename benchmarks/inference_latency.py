@@ -18,6 +18,7 @@ import argparse
 import json
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
     results = {}
     print(f"{'model':<16} {'variant':<19} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9} {'+frontend':>10}")
     for name in args.models:

@@ -20,15 +20,19 @@ per-channel means that global average pooling feeds the classifier (we measured 
 The convs keep their own, fusable BN in every variant, so norm="none" is the plain DS-FlexiNet of Table V.
 
 Fig. 1 of the paper is not available; the sizes below are ours, chosen to land on Table II. sm2-sm4 share the
-widths and grow in depth; sm1 is half as wide. Counted as the DCASE rules do (torchinfo-style, before
-fusion, one 1 x 256 x 64 input) with norm="resnorm_channel" (one lambda per block); "batchnorm" adds
-2 x input width per block (at most +1.3 %), "none" removes the lambdas:
+first two stage widths and grow in depth; sm1 is half as wide. A block's expanded width is its input width
+times the expansion, rounded to a multiple of 8 as MobileNetV2 rounds (`expanded_width`): fbgemm's int8
+depthwise convolution takes 0.4-2 ms at 20, 50 or 100 channels and 10-30 us at multiples of 8, which made
+int8 sm1 and sm3 slower than float. sm3's last stage is 88 wide so that its 104-channel blocks stay on
+Table II. Counted as the DCASE rules do (torchinfo-style, before fusion, one 1 x 256 x 64 input) with
+norm="resnorm_channel" (one lambda per block); "batchnorm" adds 2 x input width per block (at most +1.3 %),
+"none" removes the lambdas:
 
-    size  stem   stage widths  blocks   expansion   params    MACs       paper params / MACs
-    sm1   4, 8   8, 20, 48     2, 3, 1  2.5         13,688    3.880 M    13.76 K / 3.88 M
-    sm2   8, 16  16, 40, 96    1, 2, 1  2           30,400    8.241 M    30.69 K / 8.27 M
-    sm3   8, 16  16, 40, 96    1, 4, 1  2.5         54,914   14.295 M    54.98 K / 14.34 M
-    sm4   8, 16  16, 40, 96    2, 4, 3  2           126,021  23.112 M   126.12 K / 23.03 M
+    size  stem   stage widths  blocks   expansion  expanded     params    MACs       paper params / MACs
+    sm1   4, 8   8, 20, 48     2, 3, 1  2.5        24, 48       13,710    4.073 M    13.76 K / 3.88 M
+    sm2   8, 16  16, 40, 96    1, 2, 1  2          32, 80       30,400    8.241 M    30.69 K / 8.27 M
+    sm3   8, 16  16, 40, 88    1, 4, 1  2.5        40, 104      55,362   14.506 M    54.98 K / 14.34 M
+    sm4   8, 16  16, 40, 96    2, 4, 3  2          32, 80, 192  126,021  23.112 M   126.12 K / 23.03 M
 
 tests/test_models.py recounts these numbers, so the table cannot drift from the code.
 """
@@ -78,9 +82,17 @@ _WIDE = (16, 40, 96)
 SIZES: dict[str, FlexiNetConfig] = {
     "sm1": FlexiNetConfig((4, 8), _stages((8, 20, 48), (2, 3, 1), 2.5)),
     "sm2": FlexiNetConfig((8, 16), _stages(_WIDE, (1, 2, 1), 2)),
-    "sm3": FlexiNetConfig((8, 16), _stages(_WIDE, (1, 4, 1), 2.5)),
+    "sm3": FlexiNetConfig((8, 16), _stages((16, 40, 88), (1, 4, 1), 2.5)),
     "sm4": FlexiNetConfig((8, 16), _stages(_WIDE, (2, 4, 3), 2)),
 }
+
+
+def expanded_width(c_in: int, expansion: float, multiple: int = 8) -> int:
+    """`c_in * expansion` rounded to the nearest multiple of `multiple` (halves up), never below 90 % of it
+    (MobileNetV2's make_divisible): int8 depthwise kernels run their fast path only on such widths."""
+    exact = c_in * expansion
+    width = max(multiple, int(exact + multiple / 2) // multiple * multiple)
+    return width + multiple if width < 0.9 * exact else width
 
 
 def conv_bn(
@@ -104,7 +116,7 @@ def fuse_conv_bn(sequence: nn.Sequential) -> None:
 class FlexiBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: tuple[int, int], expansion: float, norm: str):
         super().__init__()
-        hidden = round(c_in * expansion)
+        hidden = expanded_width(c_in, expansion)
         self.expand = conv_bn(c_in, hidden, 1)
         self.depthwise = conv_bn(hidden, hidden, 3, stride, groups=hidden)
         self.project = conv_bn(hidden, c_out, 1, relu=False)
