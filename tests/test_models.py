@@ -147,7 +147,6 @@ def test_size_in_kilobytes() -> None:
     assert round(counted["size_kb_float32"], 2) == 54.84  # the paper's 13.76 K -> 55.03 KB, same rule
 
 
-
 # A 3x3 convolution without bias on a 256 x 64 spectrogram costs 9 x channels x 16,384 MACs: 200 channels are
 # 29,491,200 (within 30 M), 204 are 30,081,024 (over). A 1000 -> 128 linear layer holds 128,000 weights, the
 # DCASE limit at int8 exactly; its bias adds 128 more.
