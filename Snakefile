@@ -1,8 +1,21 @@
 # DS-FlexiNet reproducibility pipeline: raw TAU22 (or the synthetic default) -> tables and figures of the paper.
 # Rules are thin calls of the package CLI (`python -m dsflexinet ...`); the logic lives in src/dsflexinet.
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
+from dsflexinet.config import read_config_file
+from dsflexinet.errors import PipelineError
+
 min_version("9.0")
+
+# Snakemake's own reading of a broken config.yaml names no line; ours does. (A --configfile is read by Snakemake
+# before this file runs: `python -m dsflexinet check-config FILE` names its line.)
+try:
+    read_config_file(Path(workflow.basedir) / "config.yaml")
+except PipelineError as error:
+    raise WorkflowError(str(error)) from None
 
 
 configfile: "config.yaml"

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from dsflexinet.config import _read_yaml, load_config, student_settings, student_spec, validate_config
+from dsflexinet.config import load_config, read_config_file, student_settings, student_spec, validate_config
 from dsflexinet.errors import PipelineError
 from tests.conftest import REPO
 
@@ -44,9 +44,9 @@ def test_yaml_syntax_error_names_file_line_and_column(text: str, message: str, t
 
 def test_other_yaml_problems_stay_one_line(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"absent\.yaml: config file not found$"):
-        _read_yaml(tmp_path / "absent.yaml")
+        read_config_file(tmp_path / "absent.yaml")
     with pytest.raises(PipelineError, match=r"override\.yaml: a config file must hold a mapping at the top level$"):
-        _read_yaml(_override(tmp_path, "- just\n- a list\n"))
+        read_config_file(_override(tmp_path, "- just\n- a list\n"))
 
 
 def test_a_run_overrides_part_of_a_schedule(tmp_path: Path) -> None:
@@ -189,3 +189,31 @@ def test_a_dry_run_stops_at_a_wrong_model_name() -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert "config: students.runs.sm1.model.name: unknown model 'dsflexinet_sm9'" in result.stdout + result.stderr
+
+
+def test_check_config_names_the_line_snakemake_would_not(tmp_path: Path, capsys) -> None:
+    from dsflexinet.cli import main
+
+    schema = ["--base", str(DEFAULT), "--schema", str(SCHEMA)]
+    assert main(["check-config", str(_override(tmp_path, "compute: {threads: 2}\n")), *schema]) == 0
+    broken = _override(tmp_path, "students:\n  runs: {sm4: {schedule: {epochs: 2}}\n")
+    assert main(["check-config", str(broken), *schema]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {broken}:3:1: not valid YAML") and "\n" not in error
+
+
+def test_a_broken_config_yaml_stops_the_workflow_with_its_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import copy_project
+
+    project = copy_project(tmp_path / "project")
+    lines = (project / "config.yaml").read_text().splitlines()
+    line = next(number for number, content in enumerate(lines, 1) if content.startswith("  seeds: [1]"))
+    lines[line - 1] = "  seeds: [1"
+    (project / "config.yaml").write_text("\n".join(lines) + "\n")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=project, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    assert f"config.yaml:{line + 1}:" in result.stdout + result.stderr, result.stderr[-2000:]

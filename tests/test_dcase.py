@@ -139,7 +139,7 @@ def test_submission_writes_the_dcase_files(student: dict[str, Path], tiny_datase
     out = tmp_path / "submission"
     assert _submit(student, tiny_dataset, out) == 0
     lines = (out / "output.csv").read_text().splitlines()
-    listed = list(pd.read_csv(tiny_dataset / SPLIT_FILES["test"], sep="\t")["filename"])
+    listed = list(pd.read_csv(tiny_dataset / SPLIT_FILES["fold1_test"], sep="\t")["filename"])
     assert lines[0] == "filename\tscene_label\t" + "\t".join(sorted(SCENES))
     assert len(lines) == 1 + len(listed) == 181
     rows = [line.split("\t") for line in lines[1:]]
@@ -169,7 +169,7 @@ def test_an_incomplete_submission_is_kept_apart_and_fails(
 ) -> None:
     root = tmp_path / "evaluation"
     (root / "audio").mkdir(parents=True)
-    listed = list(pd.read_csv(tiny_dataset / SPLIT_FILES["test"], sep="\t")["filename"])[:6]
+    listed = list(pd.read_csv(tiny_dataset / SPLIT_FILES["fold1_test"], sep="\t")["filename"])[:6]
     for name in listed:
         shutil.copy(tiny_dataset / name, root / name)
     (root / listed[2]).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")

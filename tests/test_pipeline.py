@@ -255,3 +255,25 @@ def test_ddp_over_two_processes_inside_a_one_task_slurm_job(config, inputs, tmp_
     history = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [row["epoch"] for row in history] == ["1"] and 0 <= float(history[0]["train_acc"]) <= 1
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_interrupted_qat_resumes_to_the_same_int8_model(config, inputs, tmp_path: Path, monkeypatch) -> None:
+    """QAT fine-tuning killed after its first epoch and resumed exports the int8 model an uninterrupted run
+    does, to the last bit of its outputs (frozen observers and BatchNorm in the last epoch included)."""
+    spec = student_spec(config, "tiny-rn", 1)
+    spec.pop("distillation")  # labels only: this test needs no teachers
+    data = TrainingData(inputs["train"], inputs["test"], inputs["irs"], inputs["energy"])
+    student = train_job(spec, data, _files(tmp_path / "student"), COMPUTE)
+    qat = qat_spec(config, "tiny-rn") | {"epochs": 2, "freeze_last_epochs": 1}
+
+    def files(name: str) -> QatFiles:
+        return QatFiles(_files(tmp_path / name, "model_int8.pt"), str(tmp_path / name / "quantized.json"))
+
+    _until_killed(lambda: qat_job(student, qat, data, files("resumed"), COMPUTE), monkeypatch)
+    assert (tmp_path / "resumed" / "checkpoints" / "last.ckpt").is_file()
+    resumed = qat_job(student, qat, data, files("resumed"), COMPUTE)
+    uninterrupted = qat_job(student, qat, data, files("uninterrupted"), COMPUTE)
+    waves = torch.from_numpy(np.load(inputs["test"], mmap_mode="r")[:48].copy())
+    with torch.inference_mode():
+        assert torch.equal(load_classifier(resumed)(waves), load_classifier(uninterrupted)(waves))
+    assert (tmp_path / "resumed" / "history.csv").read_text() == (tmp_path / "uninterrupted" / "history.csv").read_text()

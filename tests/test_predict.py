@@ -64,7 +64,7 @@ def model_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def test_clips(tiny_dataset: Path) -> list[Path]:
-    names = pd.read_csv(tiny_dataset / SPLIT_FILES["test"], sep="\t")["filename"]
+    names = pd.read_csv(tiny_dataset / SPLIT_FILES["fold1_test"], sep="\t")["filename"]
     return [tiny_dataset / name for name in names]
 
 
@@ -143,7 +143,7 @@ def _read_output(out_dir: Path) -> tuple[list[str], pd.DataFrame]:
 
 def test_submission_of_a_tau22_folder_matches_the_dcase_format(tiny_dataset: Path, tmp_path: Path) -> None:
     clips = evaluation_clips(tiny_dataset)  # the layout's test split: evaluation_setup/fold1_test.csv
-    listed = list(pd.read_csv(tiny_dataset / SPLIT_FILES["test"], sep="\t")["filename"])
+    listed = list(pd.read_csv(tiny_dataset / SPLIT_FILES["fold1_test"], sep="\t")["filename"])
     assert len(clips) == len(listed) == 180
     info = {"model": "bandenergy", "parameters": 0, "macs": 320000, "parameter_bytes": 0, "model_file_bytes": 1234,
             "dev_test_accuracy": {"a": 0.1}}  # fmt: skip
@@ -180,7 +180,7 @@ def test_submission_of_a_plain_folder(test_clips: list[Path], tmp_path: Path) ->
 def test_unreadable_clips_mark_the_submission_incomplete(tiny_dataset: Path, tmp_path: Path, caplog) -> None:
     root = tmp_path / "copy"
     shutil.copytree(tiny_dataset, root)
-    listed = list(pd.read_csv(root / SPLIT_FILES["test"], sep="\t")["filename"])
+    listed = list(pd.read_csv(root / SPLIT_FILES["fold1_test"], sep="\t")["filename"])
     (root / listed[3]).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
     (root / listed[10]).unlink()
     wave, rate = read_wav(root / listed[20])

@@ -74,10 +74,10 @@ def test_default_subsets_are_nested_with_tau22_proportions() -> None:
 
 def test_layout_and_counts(tiny_dataset: Path) -> None:
     summary = dataset_summary(tiny_dataset)
-    assert summary["splits"]["train"]["devices"] == {
+    assert summary["splits"]["fold1_train"]["devices"] == {
         "a": 20, "b": 10, "c": 10, "s1": 10, "s2": 10, "s3": 10, "s4": 0, "s5": 0, "s6": 0,
     }  # fmt: skip
-    assert summary["splits"]["evaluate"]["devices"] == {device: 20 for device in DEVICES}
+    assert summary["splits"]["fold1_evaluate"]["devices"] == {device: 20 for device in DEVICES}
     assert summary["meta_clips"] == 70 + 180
 
 

@@ -71,9 +71,9 @@ def test_reads_real_format_layout(layout: Path) -> None:
     assert list(train["identifier"]) == ["lisbon-1000", "lisbon-1000", "london-271"]
     summary = dataset_summary(layout)
     assert summary["meta_clips"] == 5
-    assert summary["splits"]["train"]["devices"]["a"] == 1
-    assert summary["splits"]["evaluate"]["devices"]["s4"] == 1
-    assert summary["splits"]["test"]["clips"] == 2
+    assert summary["splits"]["fold1_train"]["devices"]["a"] == 1
+    assert summary["splits"]["fold1_evaluate"]["devices"]["s4"] == 1
+    assert summary["splits"]["fold1_test"]["clips"] == 2
 
 
 def test_missing_split_file(layout: Path) -> None:

@@ -115,7 +115,20 @@ def _split_training(args: argparse.Namespace) -> None:
     log.info("training clips: %s", counts)
 
 
+def _check_config(args: argparse.Namespace) -> None:
+    from dsflexinet.config import load_config
+
+    load_config([args.base, *args.configs], args.schema)
+    log.info("valid: %s", " + ".join(map(str, [args.base, *args.configs])))
+
+
 def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("check-config", help="validate config files as the workflow will (on config.yaml)")
+    command.add_argument("configs", nargs="*", type=Path, help="--configfile files, in order")
+    command.add_argument("--base", type=Path, default=Path("config.yaml"))
+    command.add_argument("--schema", type=Path, default=Path("workflow/schemas/config.schema.yaml"))
+    command.set_defaults(handler=_check_config)
+
     command = commands.add_parser("generate-synthetic", help="write the synthetic default data set (TAU22 layout)")
     command.add_argument("--spec", type=_json_object, default={}, help="SyntheticSpec fields as JSON")
     command.add_argument("--workers", type=int, default=1)

@@ -17,7 +17,7 @@ from dsflexinet import layout
 from dsflexinet.errors import PipelineError
 
 
-def _read_yaml(path: Path) -> dict:
+def read_config_file(path: Path) -> dict:
     """A YAML mapping; a syntax error is reported as `<file>:<line>:<column>: ...`, as editors jump to it."""
     try:
         value = yaml.safe_load(Path(path).read_text())
@@ -52,7 +52,7 @@ def load_config(paths: Iterable[str | Path], schema: str | Path) -> dict:
     """Merge YAML files in order and validate the result."""
     config: dict = {}
     for path in paths:
-        config = merge(config, _read_yaml(Path(path)))
+        config = merge(config, read_config_file(Path(path)))
     validate_config(config, schema)
     return config
 
@@ -65,7 +65,7 @@ def validate_config(config: dict, schema: str | Path) -> None:
     """Raise a one-line PipelineError for the first problem jsonschema finds, naming the key; then check what no
     schema can say (GPU requests, every job spec against the model registry, report names), so that a wrong
     setting stops the workflow before any job runs rather than after Snakemake has removed the old outputs."""
-    schema = _read_yaml(Path(schema))
+    schema = read_config_file(Path(schema))
     _raise_first(jsonschema.Draft202012Validator(schema), config)
     # What a run's keys merged onto students.defaults give must be a complete student, as the defaults are.
     complete = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/complete_student"})

@@ -10,7 +10,7 @@ SUBMISSION_FILES = layout.submission(SUBSET, config["submission"]["run"], submis
 EVALUATION_INPUTS = (
     {"evaluation_root": DATA["evaluation_root"]}
     if DATA["evaluation_root"]
-    else {"clip_table": f"{DATASET}/{SPLIT_FILES['test']}", "audio": f"{DATASET}/audio"}
+    else {"clip_table": f"{DATASET}/{SPLIT_FILES['fold1_test']}", "audio": f"{DATASET}/audio"}
 )
 
 

@@ -88,7 +88,7 @@ def _check_fraction(fraction: int, allowed: tuple[int, ...]) -> None:
 def subset_file(fraction: int) -> str:
     """The split table of a training fraction, relative to the data set root (100: fold1_train itself)."""
     _check_fraction(fraction, TRAIN_FRACTIONS)
-    return SPLIT_FILES["train"] if fraction == 100 else f"evaluation_setup/split{fraction}.csv"
+    return SPLIT_FILES["fold1_train"] if fraction == 100 else f"evaluation_setup/split{fraction}.csv"
 
 
 def read_subset(path: str | Path) -> pd.DataFrame:
@@ -128,7 +128,7 @@ def subset_problem(
     if train is not None:
         outside = set(clips["filename"]) - set(train["filename"])
         if outside:
-            return f"{_example(outside)} not in {SPLIT_FILES['train']}"
+            return f"{_example(outside)} not in {SPLIT_FILES['fold1_train']}"
     return None
 
 
@@ -168,7 +168,7 @@ def verify_subsets(
 ) -> dict:
     """Verify the subset tables under a data set root and their nesting in fold1_train; their facts as a dict."""
     root = Path(root)
-    train_file = root / SPLIT_FILES["train"]
+    train_file = root / SPLIT_FILES["fold1_train"]
     train = read_subset(train_file)
     tables: dict[str | Path, pd.DataFrame] = {train_file: train}
     for fraction in fractions:

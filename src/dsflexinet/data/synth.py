@@ -419,9 +419,9 @@ def generate(spec: SyntheticSpec, out_dir: str | Path) -> Path:
                 meta.append((name.filename, name.scene, name.identifier, device))
                 (train if segment.split == "train" else evaluate).append((name.filename, name.scene))
     _write_table(root / "meta.csv", ("filename", "scene_label", "identifier", "source_label"), sorted(meta))
-    _write_table(root / SPLIT_FILES["train"], ("filename", "scene_label"), sorted(train))
-    _write_table(root / SPLIT_FILES["evaluate"], ("filename", "scene_label"), sorted(evaluate))
-    _write_table(root / SPLIT_FILES["test"], ("filename",), sorted((f,) for f, _ in evaluate))
+    _write_table(root / SPLIT_FILES["fold1_train"], ("filename", "scene_label"), sorted(train))
+    _write_table(root / SPLIT_FILES["fold1_evaluate"], ("filename", "scene_label"), sorted(evaluate))
+    _write_table(root / SPLIT_FILES["fold1_test"], ("filename",), sorted((f,) for f, _ in evaluate))
     for fraction, clips in plan_subsets(spec, segments).items():
         _write_table(root / subset_file(fraction), ("filename", "scene_label"), [(c.filename, c.scene) for c in clips])
     return root

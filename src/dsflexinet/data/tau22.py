@@ -49,10 +49,12 @@ DEVICE_GROUPS: dict[str, tuple[str, ...]] = {
 
 META_FILE = "meta.csv"
 META_COLUMNS = ("filename", "scene_label", "identifier", "source_label")
+# The development set's split tables by their own names (the pipeline's labelled `test` split is fold1_evaluate,
+# config data.splits; fold1_test lists the same clips without labels).
 SPLIT_FILES = {
-    "train": "evaluation_setup/fold1_train.csv",
-    "evaluate": "evaluation_setup/fold1_evaluate.csv",
-    "test": "evaluation_setup/fold1_test.csv",
+    "fold1_train": "evaluation_setup/fold1_train.csv",
+    "fold1_evaluate": "evaluation_setup/fold1_evaluate.csv",
+    "fold1_test": "evaluation_setup/fold1_test.csv",
 }
 # Columns of the clip table that the waveform cache and every later step read.
 CLIP_COLUMNS = ("filename", "scene_label", "label", "device", "city", "identifier")
@@ -187,7 +189,7 @@ def dataset_summary(root: Path) -> dict:
     known = set(meta["filename"])
     summary: dict = {"root": str(root), "meta_clips": len(meta), "splits": {}}
     for split, split_file in SPLIT_FILES.items():
-        if split == "test":  # unlabelled: the same clips as `evaluate`, file names only
+        if split == "fold1_test":  # unlabelled: the same clips as fold1_evaluate, file names only
             table = read_table(root / split_file, ("filename",))
             for row, filename in enumerate(table["filename"]):
                 try:

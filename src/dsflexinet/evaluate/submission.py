@@ -38,7 +38,7 @@ log = logging.getLogger("dsflexinet")
 
 # Where a folder in the TAU22 layout lists its clips, first found wins: the development set's test split, or
 # the table of an evaluation set.
-CLIP_TABLES = (SPLIT_FILES["test"], "meta.csv")
+CLIP_TABLES = (SPLIT_FILES["fold1_test"], "meta.csv")
 AUDIO_PREFIX = "audio/"
 
 

@@ -1,0 +1,70 @@
+"""Model files: what is not one (text, YAML, random bytes, a truncated model.pt, another pipeline's archive) is
+refused in one line naming the file, by every command that reads models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsflexinet.cli import main
+from dsflexinet.errors import PipelineError
+from dsflexinet.modelfile import ModelInput, load_classifier, load_model_file, save_model
+from dsflexinet.models.registry import build_model
+
+SPEC = {"model": {"name": "dsflexinet_sm1", "options": {}}, "frontend": {"preset": "student", "options": {}}}
+
+
+@pytest.fixture
+def model_pt(tmp_path: Path) -> Path:
+    path = tmp_path / "model.pt"
+    save_model(path, build_model("dsflexinet_sm1"), SPEC, ModelInput(32000, 32000))
+    return path
+
+
+def test_a_saved_model_round_trips(model_pt: Path) -> None:
+    payload = load_model_file(model_pt)
+    assert payload["spec"] == SPEC and payload["input"] == ModelInput(32000, 32000)
+    classifier = load_classifier(model_pt)
+    with torch.inference_mode():
+        assert classifier(torch.zeros(2, 32000)).shape == (2, 10)
+    assert classifier.input.sample_rate == 32000 and len(classifier.input.classes) == 10
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"just some notes\n", "not a readable model file"),
+        (b"model: {name: dsflexinet_sm1}\n", "not a readable model file"),
+        (os.urandom(4096), "not a readable model file"),
+        (b"PK\x03\x04" + os.urandom(200), "not a readable model file"),
+    ],
+)
+def test_what_is_not_a_model_is_refused_in_one_line(tmp_path: Path, content: bytes, reason: str, capsys) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_bytes(content)
+    with pytest.raises(PipelineError) as error:
+        load_classifier(path)
+    assert str(error.value).startswith(f"{path}: {reason}") and "\n" not in str(error.value)
+    cache = tmp_path / "none.npy"
+    for command in (["evaluate", "--model", str(path), "--cache", str(cache), "--out", str(tmp_path / "e.json"),
+                     "--out-clips", str(tmp_path / "e.tsv")],
+                    ["predict", str(tmp_path), "--model", str(path), "--out", str(tmp_path / "p.csv")]):  # fmt: skip
+        assert main(command) == 1
+        printed = capsys.readouterr().err.strip()
+        assert printed.startswith(f"error: {path}: {reason}") and "\n" not in printed
+
+
+def test_a_truncated_or_foreign_model_file_is_refused(model_pt: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(model_pt.read_bytes()[:5000])
+    with pytest.raises(PipelineError, match=r"truncated\.pt: not a readable model file"):
+        load_model_file(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)  # someone else's checkpoint
+    with pytest.raises(PipelineError, match=r"foreign\.pt: not a model file of this pipeline version"):
+        load_model_file(foreign)
+    with pytest.raises(PipelineError, match=r"absent\.pt: model file not found"):
+        load_classifier(tmp_path / "absent.pt")
