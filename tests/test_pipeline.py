@@ -276,4 +276,5 @@ def test_interrupted_qat_resumes_to_the_same_int8_model(config, inputs, tmp_path
     waves = torch.from_numpy(np.load(inputs["test"], mmap_mode="r")[:48].copy())
     with torch.inference_mode():
         assert torch.equal(load_classifier(resumed)(waves), load_classifier(uninterrupted)(waves))
-    assert (tmp_path / "resumed" / "history.csv").read_text() == (tmp_path / "uninterrupted" / "history.csv").read_text()
+    histories = [(tmp_path / name / "history.csv").read_text() for name in ("resumed", "uninterrupted")]
+    assert histories[0] == histories[1]
