@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torchinfo import summary
 
+from dsflexinet.audio.frontend import build_frontend
+from dsflexinet.audio.pipeline import TrainingInput
 from dsflexinet.cli import main
 from dsflexinet.errors import PipelineError
 from dsflexinet.models.complexity import complexity, count_macs
@@ -19,6 +21,7 @@ from dsflexinet.models.passt import CONFIGS as PASST_CONFIGS
 from dsflexinet.models.passt import PaSST, PaSSTConfig, load_pretrained, passt
 from dsflexinet.models.registry import available_models, build_model, model_spec
 from dsflexinet.models.resnorm import NORMS, ResidualInstanceNorm, ResNorm, instance_normalise
+from dsflexinet.train.module import EVAL_CHUNK_CLIPS, SceneClassifier
 
 torch.set_num_threads(2)
 
@@ -357,3 +360,16 @@ def test_complexity_command_writes_the_table(tmp_path, capsys) -> None:
     assert main(["complexity", "resnet50"]) == 1
     assert "unknown model 'resnet50'" in capsys.readouterr().err
 
+
+def test_classifier_evaluates_a_large_batch_in_chunks_as_one_batch() -> None:
+    # Evaluation is per clip, so the classifier runs a CPU batch EVAL_CHUNK_CLIPS at a time (faster): the logits
+    # of the whole batch at once, for a batch that is not a multiple of the chunk.
+    torch.manual_seed(0)
+    classifier = SceneClassifier(build_model("dsflexinet_sm1"), TrainingInput(build_frontend("student")), {}).eval()
+    waves = 0.1 * torch.randn(EVAL_CHUNK_CLIPS + 7, 32000)
+    devices = ["a"] * waves.shape[0]
+    with torch.no_grad():
+        chunked = classifier(waves, devices)
+        whole = classifier.model(classifier.inputs(waves, devices))
+    assert chunked.shape == (EVAL_CHUNK_CLIPS + 7, 10)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dsflexinet.audio.augment import DeviceImpulseAugmentation
+from dsflexinet.audio.chunks import row_chunks
 from dsflexinet.audio.energy import load_threshold
 from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.audio.pipeline import TrainingInput
@@ -33,6 +34,8 @@ from dsflexinet.distill.loss import distillation_loss
 from dsflexinet.errors import PipelineError
 from dsflexinet.models.registry import build_model
 from dsflexinet.train.schedules import LearningRateShape, scheduled_value
+
+EVAL_CHUNK_CLIPS = 64  # CPU clips per evaluation forward (see chunks.py)
 
 
 def build_inputs(spec: dict, impulse_responses: str | Path | None, energy: str | Path | None) -> TrainingInput:
@@ -67,7 +70,11 @@ class SceneClassifier(pl.LightningModule):
         self.distillation = distillation
 
     def forward(self, waves: torch.Tensor, devices: list[str]) -> torch.Tensor:
-        return self.model(self.inputs(waves, devices))
+        if self.training:  # BatchNorm's batch statistics couple the clips of a training batch
+            return self.model(self.inputs(waves, devices))
+        # Evaluation is per clip: on the CPU a student runs a 256-clip validation batch 1.7x faster in chunks
+        chunks = row_chunks(waves.shape[0], waves.device, EVAL_CHUNK_CLIPS)
+        return torch.cat([self.model(self.inputs(waves[rows], devices[rows])) for rows in chunks])
 
     def _device_names(self, batch: dict) -> list[str]:
         return [DEVICES[index] for index in batch["device"].tolist()]
