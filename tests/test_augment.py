@@ -123,7 +123,7 @@ def test_mixstyle_statistics_are_constants_for_the_gradient() -> None:
 
 
 def test_time_roll_shifts_each_clip_circularly_within_range() -> None:
-    waves = torch.randn(40, 1000, generator=generator(0))  # 40 rows: more than one CPU chunk
+    waves = torch.randn(40, 1000, generator=generator(0))
     rolled = time_roll(waves, 100, generator(1))
     shifts = []
     for row in range(40):
