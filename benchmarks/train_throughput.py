@@ -235,7 +235,8 @@ class ModelUnderTest:
         trainer = make_trainer(self.workdir, 1, {"accelerator": "cpu", "devices": 1}, [clock_callback(self.clock)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            trainer.fit(self.module, DataLoader(self.train, batch_size=None), DataLoader(self.validation, batch_size=None))
+            loaders = DataLoader(self.train, batch_size=None), DataLoader(self.validation, batch_size=None)
+            trainer.fit(self.module, *loaders)
         return {"steps": self.clock.steps[1:], "validation": self.clock.validation}
 
 
