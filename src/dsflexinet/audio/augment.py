@@ -40,15 +40,23 @@ def time_roll(waves: torch.Tensor, max_shift: int, generator: torch.Generator | 
     n, samples = waves.shape
     shifts = torch.randint(-max_shift, max_shift + 1, (n,), generator=generator, device=_device(generator))
     starts = -shifts % samples  # row i of the result is x_i from sample starts[i] on, wrapping around
-    if waves.device.type == "cpu":  # two contiguous copies per clip: a tenth of the batched gather's time
-        out = torch.empty_like(waves)
-        for row, start in enumerate(starts.tolist()):
-            out[row, : samples - start] = waves[row, start:]
-            out[row, samples - start :] = waves[row, :start]
-        return out
-    # Elsewhere one batched gather of the windows of [x_i, x_i] (a strided view), no per-sample index tensor.
-    windows = waves.repeat(1, 2).unfold(1, samples, 1)
-    return windows[torch.arange(n, device=waves.device), starts.to(waves.device)]
+    return (roll_by_copies if waves.device.type == "cpu" else roll_by_gather)(waves, starts)
+
+
+def roll_by_copies(waves: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """Two contiguous copies per clip: on the CPU a twelfth of the gather's time for a 32-clip batch."""
+    samples = waves.shape[1]
+    out = torch.empty_like(waves)
+    for row, start in enumerate(starts.tolist()):
+        out[row, : samples - start] = waves[row, start:]
+        out[row, samples - start :] = waves[row, :start]
+    return out
+
+
+def roll_by_gather(waves: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """One batched gather of the windows of [x_i, x_i] (a strided view), no per-sample index tensor: for GPUs."""
+    windows = waves.repeat(1, 2).unfold(1, waves.shape[1], 1)
+    return windows[torch.arange(waves.shape[0], device=waves.device), starts.to(waves.device)]
 
 
 def mask_along_axis_(
@@ -63,15 +71,27 @@ def mask_along_axis_(
     n, size = x.shape[0], x.shape[axis]
     width = uniform(n, generator) * min(max_width, size)
     start = uniform(n, generator) * (size - width)
-    first, end = start.long(), (start + width).long()
-    if x.device.type == "cpu":  # one slice fill per sample: a fifth of the broadcast mask's time
-        for row, (low, high) in enumerate(zip(first.tolist(), end.tolist(), strict=True)):
-            x[row].narrow(axis - 1, low, high - low).fill_(value)
-        return x
-    positions = torch.arange(size, device=first.device)
+    bands = start.long(), (start + width).long()
+    return (fill_bands_by_slices if x.device.type == "cpu" else fill_bands_by_mask)(x, axis, *bands, value)
+
+
+def fill_bands_by_slices(
+    x: torch.Tensor, axis: int, first: torch.Tensor, end: torch.Tensor, value: float
+) -> torch.Tensor:
+    """One slice fill per sample: on the CPU less than half the broadcast mask's time."""
+    for row, (low, high) in enumerate(zip(first.tolist(), end.tolist(), strict=True)):
+        x[row].narrow(axis - 1, low, high - low).fill_(value)
+    return x
+
+
+def fill_bands_by_mask(
+    x: torch.Tensor, axis: int, first: torch.Tensor, end: torch.Tensor, value: float
+) -> torch.Tensor:
+    """One broadcast mask for the batch: for GPUs."""
+    positions = torch.arange(x.shape[axis], device=first.device)
     masked = ((positions >= first[:, None]) & (positions < end[:, None])).to(x.device)
-    shape = [n] + [1] * (x.dim() - 1)
-    shape[axis] = size
+    shape = [x.shape[0]] + [1] * (x.dim() - 1)
+    shape[axis] = x.shape[axis]
     return x.masked_fill_(masked.view(shape), value)
 
 

@@ -5,8 +5,9 @@ per-recording statistics (a device's colouring), the scaled identity keeps the i
 away, and `lambda` is learnt. The paper normalises per (sample, channel) over (frequency, time); the QTI
 original (Kim et al. 2021) normalises per (sample, frequency bin) over (channel, time), which Fig. 3 compares.
 
-Training speed: autograd through the composed formula keeps about ten full-size temporaries per block and walks
-them again backwards; `ResidualInstanceNorm` computes the same function and its exact gradient in a few passes.
+Training speed: autograd through the composed formula allocates five full-size tensors per block going forward
+and about nine going back, and keeps two for the backward; `ResidualInstanceNorm` computes the same function and
+its exact gradient with three, two and one (about a tenth of a student's training step on the CPU).
 """
 
 from __future__ import annotations
