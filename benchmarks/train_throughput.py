@@ -12,9 +12,9 @@ The FLOP bound is the rate a step would run at if all its arithmetic ran at the 
 fp32 matmul, measured in the same run: GFLOP/s x 1e9 / FLOPs per clip. FLOPs per clip are counted by
 torch.utils.flop_counter.FlopCounterMode: the input chain's as they run, the model's forward x 3 for forward and
 backward (gradients of the inputs and of the weights each cost a forward; the counter's own backward formula
-ignores groups and charges a depthwise convolution's weight gradient as a dense one, 100x too much). Matrix
-products and convolutions only: FFTs and element-wise work count nothing, so the bound flatters memory-bound
-parts.
+ignores groups and charges a depthwise convolution's weight gradient as a dense one, 192x too much for sm4's
+widest). Matrix products and convolutions only: FFTs and element-wise work count nothing, so the bound flatters
+memory-bound parts.
 
 One thread; time is the process's CPU time, so other jobs on a shared machine do not count against a model; the
 median step counts. Synthetic waveforms: Gaussian noise whose level varies per clip (log-normal RMS around 0.1,
