@@ -12,9 +12,13 @@ import torch
 
 from dsflexinet.audio.augment import (
     DeviceImpulseAugmentation,
+    fill_bands_by_mask,
+    fill_bands_by_slices,
     freq_mixstyle,
     mask_along_axis_,
     mix_frequency_statistics,
+    roll_by_copies,
+    roll_by_gather,
     time_roll,
 )
 from dsflexinet.audio.energy import clip_energy
@@ -123,7 +127,7 @@ def test_mixstyle_statistics_are_constants_for_the_gradient() -> None:
 
 
 def test_time_roll_shifts_each_clip_circularly_within_range() -> None:
-    waves = torch.randn(40, 1000, generator=generator(0))  # 40 rows: more than one CPU chunk
+    waves = torch.randn(40, 1000, generator=generator(0))
     rolled = time_roll(waves, 100, generator(1))
     shifts = []
     for row in range(40):
@@ -147,6 +151,21 @@ def test_mask_sets_one_band_per_sample_along_the_axis() -> None:
     for rows in (row.nonzero().flatten() for row in band):  # one contiguous band
         assert rows.numel() == 0 or rows[-1] - rows[0] + 1 == rows.numel()
     assert torch.equal(mask_along_axis_(torch.ones(3, 4), 0, 1), torch.ones(3, 4))
+
+
+def test_cpu_and_gpu_forms_of_roll_and_masking_agree_bit_for_bit() -> None:
+    # The CPU copies and fills slices clip by clip, other devices take one batched gather and one broadcast mask.
+    waves = torch.randn(9, 500, generator=generator(0))
+    starts = torch.tensor([0, 1, 499, 250, 3, 0, 17, 498, 100])
+    rolled = roll_by_copies(waves, starts)
+    assert torch.equal(rolled, roll_by_gather(waves, starts))
+    assert all(torch.equal(rolled[row], torch.roll(waves[row], -int(start))) for row, start in enumerate(starts))
+    first, width = torch.tensor([0, 3, 11, 5, 0, 7]), torch.tensor([0, 4, 1, 7, 12, 5])
+    for axis, shape in ((1, (6, 12, 15)), (2, (6, 15, 12))):  # bands along an axis of 12, each 15 long
+        x = torch.randn(shape, generator=generator(1))
+        by_slices = fill_bands_by_slices(x.clone(), axis, first, first + width, 9.0)
+        assert torch.equal(by_slices, fill_bands_by_mask(x.clone(), axis, first, first + width, 9.0))
+        assert int((by_slices == 9.0).sum()) == int(width.sum()) * 15
 
 
 # --- DIR -------------------------------------------------------------------------------------------------------

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+from copy import deepcopy
 
 import pytest
 import torch
 from torch import nn
 from torchinfo import summary
 
+from dsflexinet.audio.frontend import build_frontend
+from dsflexinet.audio.pipeline import TrainingInput
 from dsflexinet.cli import main
 from dsflexinet.errors import PipelineError
 from dsflexinet.models.complexity import MAX_MACS, MAX_PARAM_BYTES, check_limits, complexity, count_macs
@@ -18,7 +21,8 @@ from dsflexinet.models.flexinet import expanded_width
 from dsflexinet.models.passt import CONFIGS as PASST_CONFIGS
 from dsflexinet.models.passt import PaSST, PaSSTConfig, load_pretrained, passt
 from dsflexinet.models.registry import available_models, build_model, model_spec
-from dsflexinet.models.resnorm import NORMS, ResNorm
+from dsflexinet.models.resnorm import NORMS, ResidualInstanceNorm, ResNorm, instance_normalise
+from dsflexinet.train.module import EVAL_CHUNK_CLIPS, SceneClassifier
 
 torch.set_num_threads(2)
 
@@ -231,6 +235,57 @@ def test_resnorm_matches_hand_computation(over: str, axes: tuple[int, int]) -> N
     assert not torch.allclose(norm(x), 0.3 * x + _instance_norm_by_hand(x, other, norm.eps), atol=1e-2)
 
 
+@pytest.mark.parametrize("axes", [(2, 3), (1, 3)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_resnorm_backward_is_autograds_gradient_of_eq_2(axes: tuple[int, int], layout: torch.memory_format) -> None:
+    # float64, so that the comparison sees the formula, not rounding: the hand-written backward against autograd
+    # through lam * x + IN(x), and against finite differences.
+    g = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(3, 5, 7, 6, generator=g, dtype=torch.float64) + 1).contiguous(memory_format=layout)
+    x.requires_grad_()
+    lam = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(3, 5, 7, 6, generator=g, dtype=torch.float64)
+    fused = ResidualInstanceNorm.apply(x, lam, axes, 1e-5)
+    composed = lam * x + instance_normalise(x, axes, 1e-5)
+    torch.testing.assert_close(fused, composed, rtol=1e-12, atol=1e-12)
+    assert fused.is_contiguous(memory_format=layout)
+    for ours, autograds in zip(torch.autograd.grad(fused, (x, lam), upstream),
+                               torch.autograd.grad(composed, (x, lam), upstream), strict=True):  # fmt: skip
+        torch.testing.assert_close(ours, autograds, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, lam: ResidualInstanceNorm.apply(x, lam, axes, 1e-5), (x, lam))
+
+
+@pytest.mark.parametrize(("name", "norm"), [("dsflexinet_sm1", "resnorm_channel"), ("dsflexinet_sm1", "resnorm_freq"),
+                                            ("dsflexinet_sm1", "batchnorm"), ("cp_resnet_tiny", None)])  # fmt: skip
+def test_channels_last_layout_keeps_the_function(name: str, norm: str | None) -> None:
+    # The CNNs keep weights and activations channels-last (the faster layout for the CPU kernels). The same weights
+    # in the contiguous layout are the same function: in float64 logits, gradients and BN statistics agree to
+    # rounding. In float32 the logits agree to 1e-5 and a student's gradients to about 1 % (relative norm): the
+    # channels-last BatchNorm kernel sums each channel's statistics in one long float32 chain.
+    torch.manual_seed(0)
+    model = build_model(name, **({"norm": norm} if norm else {})).train()
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    assert any(not p.is_contiguous() for p in weights)  # (1x1 kernels are contiguous in both layouts)
+    x = torch.randn(8, *model_spec(name).input_shape)
+    labels = torch.arange(8) % 10
+    for dtype, tolerance in ((torch.float64, 1e-10), (torch.float32, None)):
+        ours = deepcopy(model).to(dtype)
+        reference = deepcopy(ours).to(memory_format=torch.contiguous_format)
+        assert all(p.is_contiguous() for p in reference.parameters())
+        logits = {}
+        for label, net in (("channels_last", ours), ("contiguous", reference)):
+            logits[label] = net(x.to(dtype))
+            nn.functional.cross_entropy(logits[label], labels).backward()
+        torch.testing.assert_close(logits["channels_last"], logits["contiguous"], rtol=1e-4, atol=tolerance or 1e-4)
+        if tolerance is None:
+            continue
+        for (key, a), b in zip(ours.named_parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(a.grad, b.grad, rtol=tolerance, atol=tolerance, msg=key)
+        for (key, a), b in zip(ours.named_buffers(), reference.buffers(), strict=True):
+            torch.testing.assert_close(a, b, rtol=tolerance, atol=tolerance, msg=key)
+
+
 def test_unknown_norm_is_refused() -> None:
     with pytest.raises(PipelineError, match="unknown normalisation 'layernorm'"):
         build_model("dsflexinet_sm1", norm="layernorm")
@@ -357,3 +412,17 @@ def test_complexity_command_writes_the_table(tmp_path, capsys) -> None:
     assert "model 'cp_resnet_tiny' takes no option(s) norm" in capsys.readouterr().err
     assert main(["complexity", "resnet50"]) == 1
     assert "unknown model 'resnet50'" in capsys.readouterr().err
+
+
+def test_classifier_evaluates_a_large_batch_in_chunks_as_one_batch() -> None:
+    # Evaluation is per clip, so the classifier runs a CPU batch EVAL_CHUNK_CLIPS at a time (faster): the logits
+    # of the whole batch at once, for a batch that is not a multiple of the chunk.
+    torch.manual_seed(0)
+    classifier = SceneClassifier(build_model("dsflexinet_sm1"), TrainingInput(build_frontend("student")), {}).eval()
+    waves = 0.1 * torch.randn(EVAL_CHUNK_CLIPS + 7, 32000)
+    devices = ["a"] * waves.shape[0]
+    with torch.no_grad():
+        chunked = classifier(waves, devices)
+        whole = classifier.model(classifier.inputs(waves, devices))
+    assert chunked.shape == (EVAL_CHUNK_CLIPS + 7, 10)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)

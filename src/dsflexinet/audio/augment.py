@@ -20,8 +20,7 @@ from dsflexinet.data.dirs import ImpulseResponses
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.errors import PipelineError
 
-# CPU rows per chunk (see chunks.py): roll of 16 clips uses 4 MB; a DIR chunk's spectra about 3 MB each.
-ROLL_CHUNK_CLIPS = 16
+# CPU rows per chunk (see chunks.py): a DIR chunk's spectra take about 3 MB each.
 DIR_CHUNK_CLIPS = 16
 
 
@@ -40,15 +39,24 @@ def time_roll(waves: torch.Tensor, max_shift: int, generator: torch.Generator | 
         return waves
     n, samples = waves.shape
     shifts = torch.randint(-max_shift, max_shift + 1, (n,), generator=generator, device=_device(generator))
-    # Row i of the result is the window of [x_i, x_i] that starts at (-shift_i) mod samples: a batched gather
-    # of contiguous rows from a strided view, no per-sample index tensor.
-    starts = (-shifts % samples).to(waves.device)
+    starts = -shifts % samples  # row i of the result is x_i from sample starts[i] on, wrapping around
+    return (roll_by_copies if waves.device.type == "cpu" else roll_by_gather)(waves, starts)
+
+
+def roll_by_copies(waves: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """Two contiguous copies per clip: on the CPU a twelfth of the gather's time for a 32-clip batch."""
+    samples = waves.shape[1]
     out = torch.empty_like(waves)
-    for rows in row_chunks(n, waves.device, ROLL_CHUNK_CLIPS):
-        doubled = waves[rows].repeat(1, 2)
-        windows = doubled.unfold(1, samples, 1)
-        out[rows] = windows[torch.arange(doubled.shape[0], device=waves.device), starts[rows]]
+    for row, start in enumerate(starts.tolist()):
+        out[row, : samples - start] = waves[row, start:]
+        out[row, samples - start :] = waves[row, :start]
     return out
+
+
+def roll_by_gather(waves: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """One batched gather of the windows of [x_i, x_i] (a strided view), no per-sample index tensor: for GPUs."""
+    windows = waves.repeat(1, 2).unfold(1, waves.shape[1], 1)
+    return windows[torch.arange(waves.shape[0], device=waves.device), starts.to(waves.device)]
 
 
 def mask_along_axis_(
@@ -63,11 +71,27 @@ def mask_along_axis_(
     n, size = x.shape[0], x.shape[axis]
     width = uniform(n, generator) * min(max_width, size)
     start = uniform(n, generator) * (size - width)
-    first, end = start.long()[:, None], (start + width).long()[:, None]
-    positions = torch.arange(size, device=first.device)
-    masked = ((positions >= first) & (positions < end)).to(x.device)
-    shape = [n] + [1] * (x.dim() - 1)
-    shape[axis] = size
+    bands = start.long(), (start + width).long()
+    return (fill_bands_by_slices if x.device.type == "cpu" else fill_bands_by_mask)(x, axis, *bands, value)
+
+
+def fill_bands_by_slices(
+    x: torch.Tensor, axis: int, first: torch.Tensor, end: torch.Tensor, value: float
+) -> torch.Tensor:
+    """One slice fill per sample: on the CPU less than half the broadcast mask's time."""
+    for row, (low, high) in enumerate(zip(first.tolist(), end.tolist(), strict=True)):
+        x[row].narrow(axis - 1, low, high - low).fill_(value)
+    return x
+
+
+def fill_bands_by_mask(
+    x: torch.Tensor, axis: int, first: torch.Tensor, end: torch.Tensor, value: float
+) -> torch.Tensor:
+    """One broadcast mask for the batch: for GPUs."""
+    positions = torch.arange(x.shape[axis], device=first.device)
+    masked = ((positions >= first[:, None]) & (positions < end[:, None])).to(x.device)
+    shape = [x.shape[0]] + [1] * (x.dim() - 1)
+    shape[axis] = x.shape[axis]
     return x.masked_fill_(masked.view(shape), value)
 
 

@@ -6,7 +6,8 @@ the stem and in stage 1's max pools, so the network sees a bounded time-frequenc
 configuration is the public 128 K teacher of the CP-JKU DCASE recipe (rho 8, base width 32, stage widths
 32/64/92, stage 2 convs in 2 groups, pools 2x2 before and 2x1 (frequency only) after each stage-1 block):
 127,684 parameters and 28.8 M MACs at 256 x 43 (hop 750 at 32 kHz). The tiny one keeps the layout at
-about 40 % of the widths (12/24/40: 20 K parameters, 4.9 M MACs) so that it trains on a CPU.
+about 40 % of the widths (12/24/40: 20 K parameters, 4.9 M MACs) so that it trains on a CPU. Weights and
+activations are channels-last, the layout the CPU's convolution, BatchNorm and max-pool kernels are fastest in.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class BasicBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+        y = torch.relu_(self.bn1(self.conv1(x)))
+        return torch.relu_(self.bn2(self.conv2(y)) + self.shortcut(x))
 
 
 class CPResNet(nn.Module):
@@ -83,7 +84,7 @@ class CPResNet(nn.Module):
         super().__init__()
         width = config.stem
         self.stem = nn.Sequential(
-            nn.Conv2d(1, width, 5, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+            nn.Conv2d(1, width, 5, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         )
         stages = []
         for stage in config.stages:
@@ -99,6 +100,7 @@ class CPResNet(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(width, n_classes, 1, bias=False), nn.BatchNorm2d(n_classes))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.apply(partial(kaiming_conv_bn, mode="fan_in"))
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.head(self.stages(self.stem(x)))), 1)

@@ -19,6 +19,10 @@ after the addition: a channel-wise instance norm on the last block's output woul
 per-channel means that global average pooling feeds the classifier (we measured near-constant logits there).
 The convs keep their own, fusable BN in every variant, so norm="none" is the plain DS-FlexiNet of Table V.
 
+Memory layout: weights, and with them the activations, are channels-last (the channel axis innermost in memory),
+the layout the CPU's convolution, BatchNorm and pooling kernels are fastest in; parameters and function are those
+of the contiguous layout (float rounding differs, see tests/test_models.py).
+
 Fig. 1 of the paper is not available; the sizes below are ours, chosen to land on Table II. sm2-sm4 share the
 first two stage widths and grow in depth; sm1 is half as wide. A block's expanded width is its input width
 times the expansion, rounded to a multiple of 8 as MobileNetV2 rounds (`expanded_width`): fbgemm's int8
@@ -104,7 +108,7 @@ def conv_bn(
         nn.BatchNorm2d(c_out),
     ]
     if relu:
-        layers.append(nn.ReLU())
+        layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 
@@ -162,6 +166,7 @@ class DSFlexiNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dequant = DeQuantStub()
         self.apply(partial(kaiming_conv_bn, mode="fan_out"))
+        self.to(memory_format=torch.channels_last)  # see the module docstring
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(self.quant(x)))
