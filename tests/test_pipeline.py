@@ -278,3 +278,16 @@ def test_interrupted_qat_resumes_to_the_same_int8_model(config, inputs, tmp_path
         assert torch.equal(load_classifier(resumed)(waves), load_classifier(uninterrupted)(waves))
     histories = [(tmp_path / name / "history.csv").read_text() for name in ("resumed", "uninterrupted")]
     assert histories[0] == histories[1]
+
+
+def test_validation_curve_of_the_last_epochs_only(config, inputs, tmp_path: Path) -> None:
+    """`validate_last_epochs` skips the validation pass of the earlier epochs (it only measures): their history
+    rows have no validation numbers, the last ones do, and training is the same as with every epoch validated."""
+    spec = teacher_spec(config, "cpresnet-dir_fms-s1")
+    spec["schedule"].update(epochs=3, validate_last_epochs=1)
+    sparse = train_job(spec, _teacher_data(inputs), _files(tmp_path / "sparse"), COMPUTE)
+    history = list(csv.DictReader((tmp_path / "sparse" / "history.csv").open()))
+    assert [row["val_acc"] == "" for row in history] == [True, True, False]
+    spec["schedule"]["validate_last_epochs"] = 3
+    every = train_job(spec, _teacher_data(inputs), _files(tmp_path / "every"), COMPUTE)
+    assert _same_weights(sparse, every)

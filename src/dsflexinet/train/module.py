@@ -8,7 +8,7 @@ A job is described by a JSON spec that the Snakefile builds from the validated c
                    device_ir: {mode: dir | adir, p, devices, energy_threshold (ADIR: a number once resolved)} | null}
     distillation: {temperature, label_weight: schedule}  (students with teacher logits only)
     schedule:     {epochs, batch_size, lr, weight_decay, warmup_epochs, rampdown_start, rampdown_epochs,
-                   min_lr_factor}
+                   min_lr_factor, validate_last_epochs (optional: validation curve of the last epochs only)}
     seed
 
 The module holds only step logic: augmentation runs on whole batches on the training device
@@ -102,7 +102,16 @@ class SceneClassifier(pl.LightningModule):
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=1, **epoch_mean)
         return loss
 
+    def validating(self) -> bool:
+        """Whether this epoch draws a point of the validation curve: only the last `validate_last_epochs` do
+        (every epoch when unset). Validation only measures (nothing is chosen on it), so what is skipped is a
+        point of history.csv's curve, not a change of training; Table V's statistic is the mean of the last ten."""
+        last = self.schedule.get("validate_last_epochs")
+        return last is None or self.current_epoch >= self.trainer.max_epochs - last
+
     def validation_step(self, batch: dict, batch_index: int) -> None:
+        if not self.validating():
+            return
         logits = self(batch["wave"], self._device_names(batch))
         loss = nn.functional.cross_entropy(logits, batch["label"])
         accuracy = (logits.argmax(dim=1) == batch["label"]).float().mean()
