@@ -54,7 +54,7 @@ def test_a_run_overrides_part_of_a_schedule(tmp_path: Path) -> None:
     defaults = config["students"]["defaults"]["schedule"]
     assert student_spec(config, "sm4", 1)["schedule"] == defaults | {"epochs": 2}
     assert student_spec(config, "sm1", 1)["schedule"] == defaults  # other runs keep the defaults
-    assert len(defaults) == 8 and defaults["epochs"] == 16
+    assert len(defaults) == 9 and defaults["epochs"] == 16
 
 
 def test_a_run_overrides_part_of_the_label_weight(tmp_path: Path) -> None:
@@ -70,7 +70,8 @@ def test_a_run_overrides_part_of_the_label_weight(tmp_path: Path) -> None:
         ("students: {runs: {sm4: {schedule: {epochs: 0}}}}", ("students.runs.sm4.schedule.epochs: 0 is less than "
          "the minimum of 1")),
         ("students: {runs: {sm4: {schedule: {epoch: 2}}}}", ("unknown key 'students.runs.sm4.schedule.epoch' "
-         "(allowed here: batch_size, epochs, lr, min_lr_factor, rampdown_epochs, rampdown_start, warmup_epochs, "
+         "(allowed here: batch_size, epochs, lr, min_lr_factor, rampdown_epochs, rampdown_start, validate_last_epochs, "
+         "warmup_epochs, "
          "weight_decay)")),
         ("students: {runs: {sm4: {distillation: {label_weight: {end: 2}}}}}",
          "students.runs.sm4.distillation.label_weight.end: 2 is greater than the maximum of 1"),

@@ -12,6 +12,7 @@ import soundfile
 from dsflexinet.data.subsets import SUBSET_FRACTIONS, TAU22_SUBSETS
 from dsflexinet.data.synth import SyntheticSpec, generate, plan_segments, plan_subsets, spec_summary, tree_digest
 from dsflexinet.data.tau22 import DEVICES, SCENES, dataset_summary, read_split
+from dsflexinet.errors import PipelineError
 from tests.conftest import TINY_SPEC
 
 TINY = SyntheticSpec(**TINY_SPEC)
@@ -34,10 +35,18 @@ def test_other_seed_other_bytes(tmp_path: Path) -> None:
 def test_default_set_has_tau22_proportions() -> None:
     clips = spec_summary(SyntheticSpec())["clips"]
     assert clips["train"] == {"a": 1000, "b": 80, "c": 80, "s1": 80, "s2": 80, "s3": 80}
-    assert clips["test"] == {device: 100 for device in DEVICES}
+    assert clips["test"] == {device: 200 for device in DEVICES}  # 2 locations x 10 scenes x 10 clips
     share_a = clips["train"]["a"] / sum(clips["train"].values())
     assert share_a == pytest.approx(102150 / 139620, abs=0.03)  # TAU22 fold1: device A is 73 % of training
 
+
+def test_every_location_holds_a_recording() -> None:
+    from dsflexinet.data.synth import plan_segments
+
+    test = [segment for segment in plan_segments(SyntheticSpec()) if segment.split == "test"]
+    assert len({segment.location for segment in test}) == 20  # the locations intervals resample
+    with pytest.raises(PipelineError, match=r"test_segments_per_scene \(1\) is below test_locations_per_scene \(2\)"):
+        SyntheticSpec(test_segments_per_scene=1, test_locations_per_scene=2)
 
 
 def test_default_subsets_are_nested_with_tau22_proportions() -> None:

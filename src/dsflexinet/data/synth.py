@@ -49,6 +49,7 @@ from dsflexinet.atomic import atomic_path
 from dsflexinet.data.responses import ResponseShape, apply_response, random_response_db
 from dsflexinet.data.subsets import SUBSET_FRACTIONS, SubsetFacts, subset_file
 from dsflexinet.data.tau22 import DATASET_DIRNAME, DEVICES, SCENES, SPLIT_FILES, ClipName
+from dsflexinet.errors import PipelineError
 
 CITIES = (
     "amsterdam", "barcelona", "helsinki", "lisbon", "london", "lyon",
@@ -121,10 +122,22 @@ class SyntheticSpec:
     clips_per_segment: int = 10  # 1 s clips cut from each recording (TAU22: 10 s segments)
     train_segments_per_scene: int = 10  # device-A recordings
     minor_device_clips_per_scene: int = 8  # training clips per scene of each of B, C, S1-S3
-    test_segments_per_scene: int = 1  # recorded by all nine devices
+    test_segments_per_scene: int = 2  # recorded by all nine devices, one location each
     difficulty: float = 0.2  # 0: prototypes as written; 1: every scene is the average scene
     location_spread: float = 0.6  # scale of per-location deviations from the prototype
     workers: int = 1
+
+    def __post_init__(self) -> None:
+        # Segments are dealt to a split's locations in turn: with fewer segments than locations some location
+        # holds no recording, and the split has fewer locations than it says (which intervals resample).
+        for split in ("train", "test"):
+            segments = getattr(self, f"{split}_segments_per_scene")
+            locations = getattr(self, f"{split}_locations_per_scene")
+            if segments < locations:
+                raise PipelineError(
+                    f"data.synthetic: {split}_segments_per_scene ({segments}) is below {split}_locations_per_scene"
+                    f" ({locations}): {locations - segments} location(s) per scene would hold no recording"
+                )
 
     @classmethod
     def from_dict(cls, values: dict) -> SyntheticSpec:
