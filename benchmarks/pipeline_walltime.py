@@ -41,7 +41,7 @@ def per_rule_seconds(workdir: Path) -> dict[str, dict[str, float]]:
     Jobs share the cores, so a job's wall time includes its waits; CPU seconds are what it cost."""
     rules = _rule_names(workdir)
     rows: dict[str, list[dict]] = defaultdict(list)
-    for path in sorted((workdir / "results" / "benchmarks").glob("*.tsv")):
+    for path in sorted((workdir / "results" / "benchmarks").rglob("*.tsv")):  # per subset in subdirectories
         # the longest rule name that prefixes the file (a stale file of a removed rule counts under its own name)
         matching = [name for name in rules if path.stem == name or path.stem.startswith(f"{name}_")]
         rule = max(matching, key=len, default=path.stem)
