@@ -155,16 +155,12 @@ def _subset_of(tmp_path: Path, rows: list) -> Path:
     return path
 
 
-def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) -> None:
-    """Teacher 0 memorised its training clips (perfect there, useless elsewhere), teacher 1 generalises. Fitted
-    in-sample the fusion trusts the memoriser; fitted on held-out locations it trusts the generaliser, and the
-    report says so without the test split."""
+def _memoriser_case(tmp_path: Path, n_seen: int = 200, n_held: int = 100, n_test: int = 100) -> dict:
+    """Teacher 0 memorised its training clips (perfect there, useless elsewhere), teacher 1 generalises; clips
+    come 10 to a location. Returns the files fuse_teachers reads."""
     from dsflexinet.data.cache import WaveformCache
-    from dsflexinet.distill.fusion import fuse_teachers
-    from dsflexinet.layout import EnsembleFiles
 
     rng = np.random.default_rng(0)
-    n_seen, n_held, n_test = 200, 100, 100
     labels = rng.integers(0, 10, n_seen + n_held + n_test)
     onehot = np.eye(10)[labels]
     memoriser = np.where(np.arange(labels.size)[:, None] < n_seen, 9.0 * onehot, rng.normal(0, 3, onehot.shape))
@@ -181,19 +177,39 @@ def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) ->
     for index, logits in enumerate((memoriser, generaliser)):
         teachers[f"t{index}"] = tmp_path / f"t{index}.npz"
         save_logits(teachers[f"t{index}"], names, logits)
-    seen = _clip_table(tmp_path, "seen.tsv", train_rows[:n_seen])
-    held = _clip_table(tmp_path, "held.tsv", train_rows[n_seen:])
-    students = tmp_path / "train.tsv"
-    reports = {}
-    for fit, clips in (("in_sample", seen), ("holdout", held)):
-        out = EnsembleFiles(*(str(tmp_path / f"{fit}-{name}") for name in ("fused.npz", "average.npz", "f.json")))
-        reports[fit] = fuse_teachers(teachers, tmp_path / "train.npy", tmp_path / "test.npy", fit, clips, students,
-                                     held, out, steps=100)  # fmt: skip
-    in_sample, holdout = reports["in_sample"], reports["holdout"]
+    return {"teachers": teachers, "train": tmp_path / "train.npy", "test": tmp_path / "test.npy",
+            "seen": _clip_table(tmp_path, "seen.tsv", train_rows[:n_seen]),
+            "held": _clip_table(tmp_path, "held.tsv", train_rows[n_seen:]), "students": tmp_path / "train.tsv"}
+
+
+def _fuse(case: dict, fit: str, clips: Path, tmp_path: Path) -> dict:
+    from dsflexinet.distill.fusion import fuse_teachers
+    from dsflexinet.layout import EnsembleFiles
+
+    out = EnsembleFiles(*(str(tmp_path / f"{fit}-{name}") for name in ("fused.npz", "average.npz", "f.json")))
+    return fuse_teachers(case["teachers"], case["train"], case["test"], fit, clips, case["students"], case["held"],
+                         out, steps=100)  # fmt: skip
+
+
+def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) -> None:
+    """Fitted in-sample the fusion trusts the memoriser; fitted on held-out locations it trusts the generaliser,
+    and the report says so without the test split."""
+    case = _memoriser_case(tmp_path)
+    in_sample = _fuse(case, "in_sample", case["seen"], tmp_path)
+    holdout = _fuse(case, "holdout", case["held"], tmp_path)
     assert in_sample["alpha"]["t0"] > in_sample["alpha"]["t1"] and holdout["alpha"]["t1"] > holdout["alpha"]["t0"]
-    assert holdout["fit"]["clips"] == n_held and in_sample["fit"]["clips"] == n_seen
+    assert holdout["fit"]["clips"] == 100 and in_sample["fit"]["clips"] == 200 and holdout["fit"]["kept"]
     # Held-out cross-entropy (cross-fitted for the hold-out fit) tells the designs apart without the test split.
     assert holdout["holdout_cross_entropy"]["fused"] < in_sample["holdout_cross_entropy"]["fused"]
     assert holdout["test"]["fused"]["accuracy"] > in_sample["test"]["fused"]["accuracy"]
     assert (in_sample["student_train"]["fused"]["mean_top_probability"]
             > holdout["student_train"]["fused"]["mean_top_probability"])  # fmt: skip
+
+
+def test_a_holdout_too_small_to_cross_fit_keeps_the_average(tmp_path: Path) -> None:
+    """One held-out location cannot tell a fit from noise: the fused targets are then the average, and say so."""
+    case = _memoriser_case(tmp_path, n_seen=290, n_held=10)
+    report = _fuse(case, "holdout", case["held"], tmp_path)
+    assert not report["fit"]["kept"] and "the fused targets are the average" in report["fit"]["why"]
+    assert report["alpha"] == {"t0": 0.5, "t1": 0.5} and report["beta"] == [0.0] * 10
+    assert report["test"]["fused"] == report["test"]["average"]
