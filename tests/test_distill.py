@@ -206,10 +206,35 @@ def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) ->
             > holdout["student_train"]["fused"]["mean_top_probability"])  # fmt: skip
 
 
-def test_a_holdout_too_small_to_cross_fit_keeps_the_average(tmp_path: Path) -> None:
-    """One held-out location cannot tell a fit from noise: the fused targets are then the average, and say so."""
-    case = _memoriser_case(tmp_path, n_seen=290, n_held=10)
-    report = _fuse(case, "holdout", case["held"], tmp_path)
+def test_the_holdout_chooses_the_shrinkage_and_whether_to_fit_at_all(tmp_path: Path) -> None:
+    """The shrinkage towards the average is the one that scores best out of sample; a hold-out too small to
+    cross-fit (one clip) cannot tell a fit from noise, and the fused targets are then the average."""
+    from dsflexinet.distill.fusion import SHRINKAGE
+
+    report = _fuse(_memoriser_case(tmp_path), "holdout", tmp_path / "held.tsv", tmp_path)
+    scores = report["fit"]["cross_fitted_cross_entropy"]
+    assert list(map(float, scores)) == list(SHRINKAGE) and report["fit"]["shrinkage"] == min(scores, key=scores.get)
+    assert report["holdout_cross_entropy"]["fused"] == min(scores.values())
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    case = _memoriser_case(tiny, n_seen=299, n_held=1)
+    report = _fuse(case, "holdout", case["held"], tiny)
     assert not report["fit"]["kept"] and "the fused targets are the average" in report["fit"]["why"]
     assert report["alpha"] == {"t0": 0.5, "t1": 0.5} and report["beta"] == [0.0] * 10
     assert report["test"]["fused"] == report["test"]["average"]
+
+
+def test_two_folds_keep_every_scene_on_both_sides() -> None:
+    """By location where a scene has several, by recording where it has one, by clip within one recording."""
+    import pandas as pd
+
+    from dsflexinet.distill.fusion import two_folds
+
+    clips = pd.DataFrame({
+        "filename": ["audio/park-a-1-10-0-a.wav", "audio/park-a-1-10-1-a.wav", "audio/park-a-2-20-0-a.wav",
+                     "audio/bus-a-3-30-0-a.wav", "audio/bus-a-3-31-0-a.wav", "audio/tram-a-4-40-0-a.wav",
+                     "audio/tram-a-4-40-1-a.wav"],
+        "identifier": ["a-1", "a-1", "a-2", "a-3", "a-3", "a-4", "a-4"],
+        "label": [4, 4, 4, 1, 1, 9, 9],
+    })  # fmt: skip
+    assert two_folds(clips).tolist() == [True, True, False, True, False, True, False]

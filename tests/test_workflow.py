@@ -131,3 +131,12 @@ def test_dvc_plots_cover_every_student_run() -> None:
             (definition,) = plot.values()
             (columns,) = definition["y"].values()
             assert columns == list(config["students"]["runs"])
+
+
+def test_table_rows_keep_the_order_of_their_report_section() -> None:
+    """Table IV lists w/o teachers, averaged, fused, as config.yaml's reports.table4 does (not alphabetically)."""
+    result = snakemake("-n", "--forceall", "--nolock", "-p", "results/tables/table4.md")
+    assert result.returncode == 0, result.stderr[-2000:]
+    command = next(line for line in result.stdout.splitlines() if "report-table table4" in line)
+    labels = re.findall(r'"(Teacher\(w/o\)|Averaged|Fused)":', command)
+    assert labels == ["Teacher(w/o)", "Averaged", "Fused"]

@@ -76,6 +76,11 @@ def as_json(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def as_ordered_json(value):
+    """Compact JSON that keeps the config's order: the rows of a table come in the order its section lists them."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def flag(name, path):
     """`--name 'path'` for an optional input, nothing when the job does not need it."""
     return f"--{name} {shlex.quote(str(path))}" if path else ""

@@ -11,7 +11,7 @@ rule report_table:
     wildcard_constraints:
         table="table[2-5]",
     params:
-        inputs=lambda wildcards: as_json(
+        inputs=lambda wildcards: as_ordered_json(
             report_inputs(report_section(wildcards.table), TABLE_ROLES[wildcards.table])
         ),
     log:
@@ -59,7 +59,7 @@ rule report_metrics:
         curves=layout.VALIDATION_CURVES,
         devices=layout.DEVICE_ACCURACY,
     params:
-        inputs=as_json(report_inputs({run: run for run in STUDENTS}, METRICS_ROLES)),
+        inputs=as_ordered_json(report_inputs({run: run for run in STUDENTS}, METRICS_ROLES)),
     log:
         "logs/report/metrics.log",
     benchmark:

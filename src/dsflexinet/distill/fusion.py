@@ -7,10 +7,10 @@ Where it is fitted matters. On the teachers' own training clips (`in_sample`, th
 fit rewards memorisation: teachers that learnt those clips by heart get the weight, and since the scale of
 alpha acts as an inverse temperature, the KD targets come out sharper than the teachers are right. The default
 fits on recording locations no teacher saw (`holdout`, data.splits), and keeps the fit only where it beats the
-average out of sample (cross-fitted over two halves of the hold-out's locations): a small subset's hold-out of
-a few clips would fit 22 numbers to noise. The report measures what either choice does without the test split:
-the held-out cross-entropy of average and fusion, the sum of alpha and the mean top probability of the targets
-on the students' training clips.
+average out of sample (cross-fitted over two folds of the hold-out that share its scenes, by location where a
+scene has several, else by recording): a small subset's hold-out of a few clips would fit 22 numbers to noise.
+The report measures what either choice does without the test split: the held-out cross-entropy of average and
+fusion, the sum of alpha and the mean top probability of the targets on the students' training clips.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -52,8 +53,10 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(F.cross_entropy(torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(labels)))
 
 
-def fit_fusion(logits: np.ndarray, labels: np.ndarray, steps: int = 300, weight_decay: float = 0.0) -> Fusion:
-    """Minimise the cross-entropy of the fused logits [K, N, C] w.r.t. alpha and beta with L-BFGS."""
+def fit_fusion(logits: np.ndarray, labels: np.ndarray, steps: int = 300, shrinkage: float = 0.0) -> Fusion:
+    """Minimise the cross-entropy of the fused logits [K, N, C] w.r.t. alpha and beta with L-BFGS, plus
+    `shrinkage` times the squared distance of (alpha, beta) from the average (12 correlated teachers make alpha
+    ill-determined: unshrunk, a few hundred clips give weights of +-2 that do not carry over)."""
     stacked = torch.as_tensor(logits, dtype=torch.float64)
     targets = torch.as_tensor(labels, dtype=torch.int64)
     start = Fusion.average(stacked.shape[0], stacked.shape[2])
@@ -64,7 +67,8 @@ def fit_fusion(logits: np.ndarray, labels: np.ndarray, steps: int = 300, weight_
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         fused = torch.einsum("k,knc->nc", alpha, stacked) + beta
-        loss = F.cross_entropy(fused, targets) + weight_decay * (alpha.square().sum() + beta.square().sum())
+        distance = (alpha - 1.0 / len(alpha)).square().sum() + beta.square().sum()
+        loss = F.cross_entropy(fused, targets) + shrinkage * distance
         loss.backward()
         return loss
 
@@ -76,18 +80,35 @@ def fit_fusion(logits: np.ndarray, labels: np.ndarray, steps: int = 300, weight_
     return fitted
 
 
-def _cross_fitted_cross_entropy(
-    logits: np.ndarray, labels: np.ndarray, locations: np.ndarray, steps: int
+def two_folds(clips: pd.DataFrame) -> np.ndarray:
+    """True for the first of two folds of a clip table, every scene in both where it can be: per scene, its
+    recording locations alternate between the folds; a scene held out at one location alternates its recordings
+    (10 s segments), and a single recording its clips."""
+    first = np.zeros(len(clips), dtype=bool)
+    segment = clips["filename"].str.rsplit("-", n=2).str[0]  # audio/<scene>-<city>-<location>-<segment>
+    for _, scene in clips.groupby("label", sort=True):
+        for groups in (scene["identifier"], segment[scene.index], pd.Series(scene["filename"], index=scene.index)):
+            names = sorted(set(groups))
+            if len(names) > 1:
+                first[clips.index.get_indexer(scene.index)] = groups.isin(names[::2]).to_numpy()
+                break
+    return first
+
+
+SHRINKAGE = (0.0, 0.001, 0.01, 0.1, 1.0)  # the candidates of `fit_fusion`'s shrinkage, chosen by cross-fitting
+
+
+def cross_fitted_cross_entropy(
+    logits: np.ndarray, labels: np.ndarray, clips: pd.DataFrame, steps: int, shrinkage: float
 ) -> float | None:  # fmt: skip
-    """Cross-entropy of a fusion fitted on the very clips it is scored on, estimated honestly: the locations are
-    split in two halves, each half scored by the fusion fitted on the other. None with fewer than two locations."""
-    unique = np.unique(locations)
-    if unique.size < 2:
+    """Cross-entropy of a fusion fitted on the very clips it is scored on, estimated out of sample: each of two
+    folds (`two_folds`) scored by the fusion fitted on the other. None where a fold would be empty."""
+    first = two_folds(clips.reset_index(drop=True))
+    if first.all() or not first.any():
         return None
-    first = np.isin(locations, unique[::2])
     scored = np.empty((labels.size, logits.shape[2]))
     for fit_on in (first, ~first):
-        fusion = fit_fusion(logits[:, fit_on], labels[fit_on], steps=steps)
+        fusion = fit_fusion(logits[:, fit_on], labels[fit_on], steps=steps, shrinkage=shrinkage)
         scored[~fit_on] = fusion.apply(logits[:, ~fit_on])
     return cross_entropy(scored, labels)
 
@@ -128,19 +149,24 @@ def fuse_teachers(
         raise PipelineError(f"{fit_clips}: no clips to fit the fusion on")
     n_teachers, _, n_classes = stacked["train"].shape
     ensembles = {"average": Fusion.average(n_teachers, n_classes)}
-    fitted = fit_fusion(stacked["train"][:, rows["fit"]], labels["train"][rows["fit"]], steps=steps)
     holdout = rows["holdout"]
-    fit_report = {"on": fit, "clips": int(rows["fit"].size), "clip_table": str(fit_clips), "kept": True}
+    fit_report = {"on": fit, "clips": int(rows["fit"].size), "clip_table": str(fit_clips), "shrinkage": 0.0,
+                  "kept": True}  # fmt: skip
     cross_fitted = None
-    if fit == "holdout":  # fitted there: score it on locations it was not fitted on, and keep it only if it wins
-        locations = caches["train"].clips["identifier"].to_numpy()[holdout]
-        cross_fitted = _cross_fitted_cross_entropy(stacked["train"][:, holdout], labels["train"][holdout], locations,
-                                                   steps)  # fmt: skip
-        average = cross_entropy(ensembles["average"].apply(stacked["train"][:, holdout]), labels["train"][holdout])
+    if fit == "holdout":  # fitted there: choose the shrinkage out of sample, keep the fit only if it beats the average
+        on_holdout = stacked["train"][:, holdout], labels["train"][holdout]
+        scores = {shrinkage: cross_fitted_cross_entropy(*on_holdout, caches["train"].clips.iloc[holdout], steps,
+                                                        shrinkage) for shrinkage in SHRINKAGE}  # fmt: skip
+        fit_report["cross_fitted_cross_entropy"] = scores
+        if all(score is not None for score in scores.values()):
+            fit_report["shrinkage"], cross_fitted = min(scores.items(), key=lambda item: item[1])
+        average = cross_entropy(ensembles["average"].apply(on_holdout[0]), on_holdout[1])
         if cross_fitted is None or cross_fitted >= average:
             # A hold-out of a few clips (a small subset) fits 22 numbers to noise: the average is the safer target.
             fit_report |= {"kept": False, "why": f"fitted fusion's held-out cross-entropy {cross_fitted} is not below"
                                                  f" the average's {average:.4f}: the fused targets are the average"}
+    fitted = fit_fusion(stacked["train"][:, rows["fit"]], labels["train"][rows["fit"]], steps=steps,
+                        shrinkage=fit_report["shrinkage"])  # fmt: skip
     ensembles["fused"] = fitted if fit_report["kept"] else ensembles["average"]
 
     test_devices = caches["test"].clips["device"].to_numpy()
