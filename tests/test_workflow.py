@@ -140,3 +140,13 @@ def test_table_rows_keep_the_order_of_their_report_section() -> None:
     command = next(line for line in result.stdout.splitlines() if "report-table table4" in line)
     labels = re.findall(r'"(Teacher\(w/o\)|Averaged|Fused)":', command)
     assert labels == ["Teacher(w/o)", "Averaged", "Fused"]
+
+
+def test_every_student_run_is_trained_once_per_seed(tmp_path: Path) -> None:
+    """students.seeds: each run's training, QAT and evaluations once per seed; teachers and shared jobs once."""
+    seeds = tmp_path / "seeds.yaml"
+    seeds.write_text("students: {seeds: [1, 2]}\n")
+    counts = job_counts("--configfile", str(seeds))
+    assert counts["train_student"] == 2 * 11 and counts["qat_student"] == 2 * 11
+    assert counts["evaluate_student"] == 2 * 22 and counts["train_teacher"] == 12 and counts["fuse_teachers"] == 1
+    assert counts["report_table"] == 4 and counts["report_claims"] == 1

@@ -1,0 +1,69 @@
+"""Tables over seeds: the CSV keeps one row per seed, the Markdown shows mean ± std (n) in the configured row
+order; metrics.json gives mean, std and n; Table V's statistic is the mean of the last ten validation epochs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dsflexinet.data.tau22 import DEVICES, SCENES
+from dsflexinet.report.summary import student_metrics
+from dsflexinet.report.tables import last_epochs_accuracy, write_table
+
+
+def _evaluation(path: Path, accuracy: float) -> Path:
+    devices = {device: {"accuracy": accuracy, "clips": 200} for device in DEVICES}
+    groups = {name: {"accuracy": accuracy, "clips": 600} for name in ("real", "seen_simulated", "unseen_simulated")}
+    path.write_text(json.dumps({"accuracy": accuracy, "class_averaged_accuracy": accuracy, "log_loss": 1.0 - accuracy,
+                                "devices": devices, "groups": groups, "labels": list(SCENES)}))  # fmt: skip
+    return path
+
+
+def _history(path: Path, accuracies: list[float]) -> Path:
+    pd.DataFrame({"epoch": range(1, len(accuracies) + 1), "val_acc": accuracies}).to_csv(path, index=False)
+    return path
+
+
+def _runs(tmp_path: Path) -> dict:
+    """Two runs (`worse` listed first) of two seeds each: accuracies 0.4/0.6 and 0.5/0.5."""
+    runs = {}
+    for label, accuracies in (("worse", (0.4, 0.6)), ("better", (0.5, 0.5))):
+        runs[label] = {}
+        for seed, accuracy in zip(("1", "2"), accuracies, strict=True):
+            folder = tmp_path / label / seed
+            folder.mkdir(parents=True)
+            history = [None] * 5 + [accuracy - 0.1] * 5 + [accuracy] * 10  # 20 epochs, the first 5 not validated
+            runs[label][seed] = {"eval_float": _evaluation(folder / "eval_float.json", accuracy),
+                                 "history": _history(folder / "history.csv", history)}  # fmt: skip
+    return runs
+
+
+def test_device_table_over_seeds(tmp_path: Path) -> None:
+    runs = _runs(tmp_path)
+    frame = write_table("table5", runs, tmp_path / "t5.csv", tmp_path / "t5.md")
+    assert list(zip(frame["Model"], frame["seed"], strict=True)) == [("worse", 1), ("worse", 2), ("better", 1),
+                                                                     ("better", 2)]  # fmt: skip
+    assert frame["ACC"].tolist() == [40.0, 60.0, 50.0, 50.0]
+    assert frame["ACC (last 10 epochs)"].tolist() == pytest.approx([40.0, 60.0, 50.0, 50.0])
+    markdown = (tmp_path / "t5.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| worse") or line.startswith("| better")]
+    assert rows[0].startswith("| worse |") and "| 50.00 ± 14.14 (n=2) |" in rows[0]  # the section's order
+    assert rows[1].startswith("| better |") and "| 50.00 ± 0.00 (n=2) |" in rows[1]
+    assert pd.read_csv(tmp_path / "t5.csv").shape == (4, len(frame.columns))
+
+
+def test_last_ten_epochs_and_metrics_over_seeds(tmp_path: Path) -> None:
+    history = _history(tmp_path / "h.csv", [None, 0.1, 0.2] + [0.5] * 9 + [0.8])
+    assert last_epochs_accuracy(history) == pytest.approx((0.5 * 9 + 0.8) / 10)
+    assert last_epochs_accuracy(_history(tmp_path / "short.csv", [0.2, 0.4])) == pytest.approx(0.3)
+    seeds = _runs(tmp_path)["worse"]
+    for files in seeds.values():
+        files["eval_int8"] = files["eval_float"]
+        files["complexity"] = tmp_path / "complexity.json"
+    (tmp_path / "complexity.json").write_text(json.dumps([{"params": 1000, "macs": 2000, "size_kb_int8": 1.0}]))
+    metrics = student_metrics(seeds)
+    assert metrics["accuracy_float"] == {"mean": 0.5, "std": pytest.approx(0.1414, abs=1e-4), "n": 2}
+    assert metrics["unseen_accuracy_int8"]["n"] == 2 and metrics["params"] == 1000
