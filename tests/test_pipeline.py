@@ -71,7 +71,8 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
     alpha = np.array(list(report["alpha"].values()))
     assert not np.allclose(alpha, 0.5) and np.abs(report["beta"]).max() > 1e-4  # moved away from the average
     assert report["fit_cross_entropy"]["fused"] <= report["fit_cross_entropy"]["average"] + 1e-9
-    assert report["fit"] == {"on": "in_sample", "clips": 70, "clip_table": str(inputs["teachers"])}
+    assert report["fit"] == {"on": "in_sample", "clips": 70, "clip_table": str(inputs["teachers"]),
+                             "shrinkage": 0.0, "kept": True}  # the paper's literal fit: no shrinkage, no check
     assert report["holdout_cross_entropy"] == {} and report["alpha_sum"] == pytest.approx(alpha.sum())
     assert set(report["test"]) == {*logit_files, "average", "fused"}
     names, fused = load_logits(tmp_path / "ensemble" / "fused.npz")
