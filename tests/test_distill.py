@@ -208,20 +208,28 @@ def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) ->
 
 def test_the_holdout_chooses_the_shrinkage_and_whether_to_fit_at_all(tmp_path: Path) -> None:
     """The shrinkage towards the average is the one that scores best out of sample; a hold-out too small to
-    cross-fit (one clip) cannot tell a fit from noise, and the fused targets are then the average."""
+    cross-fit (one clip per scene) or missing scenes cannot tell a fit from noise: the fused targets are then the
+    average."""
+    import pandas as pd
+
     from dsflexinet.distill.fusion import SHRINKAGE
 
-    report = _fuse(_memoriser_case(tmp_path), "holdout", tmp_path / "held.tsv", tmp_path)
+    case = _memoriser_case(tmp_path)
+    report = _fuse(case, "holdout", case["held"], tmp_path)
     scores = report["fit"]["cross_fitted_cross_entropy"]
     assert list(map(float, scores)) == list(SHRINKAGE) and report["fit"]["shrinkage"] == min(scores, key=scores.get)
     assert report["holdout_cross_entropy"]["fused"] == min(scores.values())
-    tiny = tmp_path / "tiny"
-    tiny.mkdir()
-    case = _memoriser_case(tiny, n_seen=299, n_held=1)
-    report = _fuse(case, "holdout", case["held"], tiny)
-    assert not report["fit"]["kept"] and "the fused targets are the average" in report["fit"]["why"]
-    assert report["alpha"] == {"t0": 0.5, "t1": 0.5} and report["beta"] == [0.0] * 10
-    assert report["test"]["fused"] == report["test"]["average"]
+    held = pd.read_csv(case["held"], sep="\t")
+    small = {"one clip per scene": (held.drop_duplicates("label"), "is not below the average's"),
+             "five scenes": (held[held["label"] < 5], "hold 5 of the 10 scenes")}  # fmt: skip
+    for name, (rows, why) in small.items():
+        case["held"] = tmp_path / f"{name}.tsv"
+        rows.to_csv(case["held"], sep="\t", index=False)
+        report = _fuse(case, "holdout", case["held"], tmp_path)
+        assert report["fit"]["clips"] == len(rows) and not report["fit"]["kept"], name
+        assert why in report["fit"]["why"] and "the fused targets are the average" in report["fit"]["why"], name
+        assert report["alpha"] == {"t0": 0.5, "t1": 0.5} and report["beta"] == [0.0] * 10, name
+        assert report["test"]["fused"] == report["test"]["average"], name
 
 
 def test_two_folds_keep_every_scene_on_both_sides() -> None:

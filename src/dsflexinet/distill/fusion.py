@@ -8,7 +8,8 @@ fit rewards memorisation: teachers that learnt those clips by heart get the weig
 alpha acts as an inverse temperature, the KD targets come out sharper than the teachers are right. The default
 fits on recording locations no teacher saw (`holdout`, data.splits), and keeps the fit only where it beats the
 average out of sample (cross-fitted over two folds of the hold-out that share its scenes, by location where a
-scene has several, else by recording): a small subset's hold-out of a few clips would fit 22 numbers to noise.
+scene has several, else by recording), and only where the hold-out holds every scene: a small subset's hold-out
+of a few clips would fit 22 numbers to noise.
 The report measures what either choice does without the test split: the held-out cross-entropy of average and
 fusion, the sum of alpha and the mean top probability of the targets on the students' training clips.
 """
@@ -153,7 +154,12 @@ def fuse_teachers(
     fit_report = {"on": fit, "clips": int(rows["fit"].size), "clip_table": str(fit_clips), "shrinkage": 0.0,
                   "kept": True}  # fmt: skip
     cross_fitted = None
-    if fit == "holdout":  # fitted there: choose the shrinkage out of sample, keep the fit only if it beats the average
+    held_scenes = np.unique(labels["train"][holdout]).size
+    if fit == "holdout" and held_scenes < n_classes:
+        # beta has a number per scene: fitted without clips of some scenes, it pushes every clip towards the others
+        fit_report |= {"kept": False, "why": f"the hold-out's {holdout.size} clips hold {held_scenes} of the"
+                                             f" {n_classes} scenes: the fused targets are the average"}  # fmt: skip
+    elif fit == "holdout":  # choose the shrinkage out of sample, keep the fit only if it beats the average there
         on_holdout = stacked["train"][:, holdout], labels["train"][holdout]
         scores = {shrinkage: cross_fitted_cross_entropy(*on_holdout, caches["train"].clips.iloc[holdout], steps,
                                                         shrinkage) for shrinkage in SHRINKAGE}  # fmt: skip
@@ -165,9 +171,10 @@ def fuse_teachers(
             # A hold-out of a few clips (a small subset) fits 22 numbers to noise: the average is the safer target.
             fit_report |= {"kept": False, "why": f"fitted fusion's held-out cross-entropy {cross_fitted} is not below"
                                                  f" the average's {average:.4f}: the fused targets are the average"}
-    fitted = fit_fusion(stacked["train"][:, rows["fit"]], labels["train"][rows["fit"]], steps=steps,
-                        shrinkage=fit_report["shrinkage"])  # fmt: skip
-    ensembles["fused"] = fitted if fit_report["kept"] else ensembles["average"]
+    ensembles["fused"] = ensembles["average"]
+    if fit_report["kept"]:
+        ensembles["fused"] = fit_fusion(stacked["train"][:, rows["fit"]], labels["train"][rows["fit"]], steps=steps,
+                                        shrinkage=fit_report["shrinkage"])  # fmt: skip
 
     test_devices = caches["test"].clips["device"].to_numpy()
     report: dict = {
