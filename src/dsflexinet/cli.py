@@ -449,8 +449,8 @@ def _report_claims(args: argparse.Namespace) -> None:
     from dsflexinet.report.claims import write_claims
     from dsflexinet.report.figures import plot_claims
 
-    frame = write_claims(args.plan, args.out_csv, args.out_md, statistics=tuple(args.statistics),
-                         resamples=args.resamples, rng_seed=args.rng_seed)  # fmt: skip
+    options = {name: getattr(args, name) for name in ("resamples", "rng_seed") if getattr(args, name) is not None}
+    frame = write_claims(args.plan, args.out_csv, args.out_md, statistics=tuple(args.statistics), **options)
     plot_claims(frame, args.out_png, args.statistics[0])
     log.info("verdicts: %s", frame.groupby("statistic")["verdict"].value_counts().to_dict())
 
@@ -474,9 +474,9 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("report-claims", help="the paper's claims: paired differences, intervals, verdicts")
     command.add_argument("--plan", type=_json_object, required=True, help="claims and their systems' clip tables")
     command.add_argument("--statistics", nargs="+", default=["accuracy", "macro_accuracy"],
-                         choices=("accuracy", "macro_accuracy", "log_loss"), help="the first is plotted")  # fmt: skip
-    command.add_argument("--resamples", type=int, default=10_000, help="location bootstrap resamples")
-    command.add_argument("--rng-seed", type=int, default=2022)
+                         choices=("accuracy", "macro_accuracy"), help="the first is plotted")  # fmt: skip
+    command.add_argument("--resamples", type=int, help="location bootstrap resamples (default: report.stats')")
+    command.add_argument("--rng-seed", type=int, help="the bootstrap's seed (default: report.stats')")
     command.add_argument("--out-csv", type=Path, required=True)
     command.add_argument("--out-md", type=Path, required=True)
     command.add_argument("--out-png", type=Path, required=True)

@@ -30,8 +30,6 @@ from dsflexinet.data.download import fetch, join_url
 from dsflexinet.data.tau22 import DEVICE_GROUPS, DEVICES, SPLIT_FILES, parse_clip_name, read_split
 from dsflexinet.errors import PipelineError
 
-# Where the DCASE 2024 Task 1 baseline publishes split<N>.csv.
-DCASE24_SUBSET_URL = "https://github.com/CPJKU/dcase2024_task1_baseline/releases/download/files"
 SUBSET_FRACTIONS = (5, 10, 25, 50)  # percent of fold1_train
 TRAIN_FRACTIONS = (*SUBSET_FRACTIONS, 100)  # what `data.train_subset` may say; 100 is fold1_train
 UNSEEN_DEVICES = DEVICE_GROUPS["unseen_simulated"]
@@ -190,7 +188,8 @@ def _verified(path: Path, fraction: int, expected: Mapping[int, SubsetFacts]) ->
 def fetch_subset(
     fraction: int, base_url: str, out: str | Path, expected: Mapping[int, SubsetFacts] = TAU22_SUBSETS
 ) -> Path:
-    """Download split<fraction>.csv from `base_url` (DCASE24_SUBSET_URL) to `out`, kept only if it verifies.
+    """Download split<fraction>.csv from `base_url` (config `data.subsets_url`: the DCASE 2024 baseline's
+    release) to `out`, kept only if it verifies.
 
     The file arrives under a staging name and is renamed onto `out` only after its content matched, so `out` is
     never a wrong or partial table; a verified `out` is not downloaded again.

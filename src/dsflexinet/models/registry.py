@@ -11,7 +11,6 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dsflexinet.data.tau22 import SCENES
 from dsflexinet.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -52,7 +51,6 @@ _SPECS = {
         ModelSpec("passt_tiny", "passt", "tiny", "passt", _PASST_OPTIONS),
     )
 }  # fmt: skip
-N_CLASSES = len(SCENES)
 
 
 def available_models() -> list[str]:
