@@ -27,7 +27,8 @@ import pytest
 import torch
 from torch import nn
 from torch.ao.nn.quantized import BatchNorm2d as QBatchNorm2d
-from torch.ao.quantization import DeQuantStub, FakeQuantizeBase, QuantStub
+from torch.ao.quantization import DeQuantStub, FakeQuantizeBase, QuantStub, get_default_qat_qconfig
+from torch.ao.quantization import prepare_qat as torch_prepare_qat
 
 from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.errors import PipelineError
@@ -35,11 +36,14 @@ from dsflexinet.modelfile import ENGINE_RECORD, ModelInput, WaveformClassifier, 
 from dsflexinet.models.registry import build_model
 from dsflexinet.models.resnorm import NORMS, ResNorm
 from dsflexinet.quant.qat import (
+    QAT_MAPPINGS,
+    FastFakeQuantize,
     convert_int8,
     freeze_batchnorm,
     freeze_observers,
     freeze_quantization,
     prepare_qat,
+    qat_qconfig,
 )  # fmt: skip
 from dsflexinet.quant.resnorm import QuantizedResNorm
 
@@ -313,3 +317,71 @@ def test_validation_never_moves_observers_or_batchnorm(norm: str) -> None:
     with torch.no_grad():
         model.eval()(module.inputs(loud[0]["wave"], ["a"] * 8))
     assert not torch.equal(model.quant.activation_post_process.scale, scale)
+
+
+@pytest.mark.parametrize("backend", ["fbgemm", "x86"])
+def test_fast_fake_quantize_is_pytorchs_bit_for_bit(backend: str) -> None:
+    """Outputs, gradients, running ranges, scales and zero points of FastFakeQuantize equal those of PyTorch's
+    fused fake quantizer over a sequence of inputs: the first observation, moving averages, values outside the
+    range (clipped, zero gradient), values on rounding ties, channels-last, and the observer switched off."""
+    default = get_default_qat_qconfig(backend).activation()
+    fast = qat_qconfig(backend).activation()
+    assert type(fast) is FastFakeQuantize and type(default) is not FastFakeQuantize
+    generator = torch.Generator().manual_seed(5)
+    inputs = [torch.randn(4, 8, 16, 8, generator=generator) * level for level in (1.0, 3.0, 0.5, 10.0)]
+    ties = inputs[0].clone()
+    inputs.append(ties)
+    inputs.append(torch.randn(4, 8, 16, 8, generator=generator).to(memory_format=torch.channels_last) * 4)
+    clipped = []
+    for step, x in enumerate(inputs):
+        if step == 4:  # exact halves of the current scale: the kernel rounds them half to even
+            scale = default.scale.item()
+            ties.copy_((torch.arange(ties.numel()).reshape(ties.shape) % 61 - 30 + 0.5) * scale)
+        if step == 5:
+            default.disable_observer(), fast.disable_observer()
+        grads = []
+        outputs = []
+        for quantizer in (default, fast):
+            leaf = x.clone().requires_grad_(True)
+            out = quantizer(leaf)
+            out.backward(torch.linspace(-1, 1, out.numel()).reshape(out.shape))
+            outputs.append(out.detach())
+            grads.append(leaf.grad)
+        assert torch.equal(outputs[0], outputs[1]), step
+        assert torch.equal(grads[0], grads[1]), step
+        assert torch.equal(grads[0].signbit(), grads[1].signbit()), step
+        clipped.append(bool((grads[1] == 0).any()))
+        for name, tensor in default.state_dict().items():
+            assert torch.equal(tensor, fast.state_dict()[name]), (step, name)
+    assert clipped[0] is False and clipped[3] is True  # the range starts at the first input; a wider one clips
+    assert (outputs[1] != inputs[-1]).any()  # it did quantize
+
+
+def test_qat_with_fast_fake_quantize_trains_bit_for_bit_as_pytorchs() -> None:
+    """Three QAT steps of sm2 (ResNorm over frequency: fused conv+BN, FloatFunctional adds, QATResNorm) with
+    FastFakeQuantize and with PyTorch's default qconfig leave every weight, BN statistic and quantization
+    parameter identical, and the converted int8 models compute identical logits."""
+    torch.manual_seed(0)
+    float_model = build_model("dsflexinet_sm2", norm="resnorm_freq").to(memory_format=torch.channels_last)
+    reference = copy.deepcopy(float_model).train()
+    reference.fuse_model()
+    reference.qconfig = get_default_qat_qconfig("fbgemm")
+    reference = torch_prepare_qat(reference, mapping=QAT_MAPPINGS, inplace=True)
+    fast = prepare_qat(float_model, "fbgemm")
+    assert any(isinstance(m, FastFakeQuantize) for m in fast.modules())
+    assert not any(isinstance(m, FastFakeQuantize) for m in reference.modules())
+    generator = torch.Generator().manual_seed(2)
+    batches = [torch.randn(6, 1, 256, 64, generator=generator).to(memory_format=torch.channels_last)
+               for _ in range(3)]  # fmt: skip
+    labels = torch.arange(6) % 10
+    for model in (reference, fast):
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for x in batches:
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(model(x), labels).backward()
+            optimiser.step()
+    fast_state, reference_state = fast.state_dict(), reference.state_dict()
+    assert fast_state.keys() == reference_state.keys()
+    assert [name for name in fast_state if not torch.equal(fast_state[name], reference_state[name])] == []
+    logits = [convert_int8(model)(batches[0]) for model in (reference, fast)]
+    assert torch.equal(logits[0], logits[1])

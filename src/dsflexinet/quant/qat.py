@@ -16,9 +16,12 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 from torch.ao.nn.intrinsic.qat import freeze_bn_stats as _freeze_bn
 from torch.ao.quantization import (
+    FusedMovingAvgObsFakeQuantize,
+    QConfig,
     convert,
     disable_observer,
     get_default_qat_module_mappings,
@@ -47,6 +50,55 @@ def _eager_quantization() -> Iterator[None]:
         yield
 
 
+class _FakeQuantizePerTensor(torch.autograd.Function):
+    """PyTorch's per-tensor fake quantization kernel, `(clamp(round(x / scale) + zp) - zp) * scale` with the
+    straight-through gradient inside the range, as five vectorised element-wise passes: on CPU PyTorch's own
+    kernel runs at about 5 ns per element, these at about 1. The arithmetic is the kernel's (x times the float
+    reciprocal of the scale, round half to even, the zero point added in float), so outputs and masks agree
+    bit for bit (tests/test_quant.py)."""
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, quant_min: int, quant_max: int):
+        q = torch.round(x * (1.0 / scale)).add_(zero_point)
+        if ctx.needs_input_grad[0]:  # validation and inference need no mask
+            ctx.save_for_backward((q >= quant_min).logical_and_(q <= quant_max))
+        return q.clamp_(quant_min, quant_max).sub_(zero_point).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+class FastFakeQuantize(FusedMovingAvgObsFakeQuantize):
+    """The default QAT activation fake quantizer with the same observer, state and scales, faster on CPU: the
+    fused op of PyTorch observes a two-element tensor holding x's minimum and maximum (the same running
+    min/max update and the same scale and zero point, by the same code), and the fake quantization of x
+    itself runs as _FakeQuantizePerTensor. Per-channel, disabled and GPU fake quantization keep PyTorch's path."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_per_channel or x.device.type != "cpu" or not self.fake_quant_enabled[0]:
+            return super().forward(x)
+        observer = self.activation_post_process
+        # aminmax runs 6x slower over a channels-last tensor than over its memory in order
+        in_memory_order = x.detach().permute(sorted(range(x.dim()), key=x.stride, reverse=True))
+        torch.fused_moving_avg_obs_fake_quant(
+            torch.stack(torch.aminmax(in_memory_order.reshape(-1))), self.observer_enabled, self.fake_quant_enabled,
+            observer.min_val, observer.max_val, self.scale, self.zero_point, observer.averaging_constant,
+            observer.quant_min, observer.quant_max, self.ch_axis, False, self.is_symmetric_quant,
+        )  # fmt: skip
+        return _FakeQuantizePerTensor.apply(x, self.scale, self.zero_point, observer.quant_min, observer.quant_max)
+
+
+def qat_qconfig(backend: str) -> QConfig:
+    """PyTorch's default QAT qconfig of `backend`, its activations fake-quantized by FastFakeQuantize."""
+    default = get_default_qat_qconfig(backend)
+    activation = default.activation.p
+    if activation.func is not FusedMovingAvgObsFakeQuantize:
+        raise PipelineError(f"the {backend} QAT qconfig fake-quantizes activations with {activation.func.__name__}")
+    return QConfig(activation=FastFakeQuantize.with_args(**activation.keywords), weight=default.weight)
+
+
 def prepare_qat(model: nn.Module, backend: str = "fbgemm") -> nn.Module:
     """Fuse `model` and insert fake quantization, in place; returns the same module, in training mode."""
     use_engine(backend)
@@ -55,7 +107,7 @@ def prepare_qat(model: nn.Module, backend: str = "fbgemm") -> nn.Module:
     model.train()
     model.fuse_model()
     with _eager_quantization():
-        model.qconfig = get_default_qat_qconfig(backend)
+        model.qconfig = qat_qconfig(backend)
         return _prepare_qat(model, mapping=QAT_MAPPINGS, inplace=True)
 
 
