@@ -44,6 +44,30 @@ def test_default_dag_has_every_step_of_the_paper() -> None:
     }  # fmt: skip
 
 
+def test_jobs_on_the_long_path_start_first() -> None:
+    """When more jobs are ready than cores, Snakemake starts the higher priority first: the data chain, then
+    teachers and their fusion, students, QAT, evaluations, and whatever is left (complexity, reports)."""
+    result = snakemake("-n", "--forceall", "--nolock")
+    assert result.returncode == 0, result.stdout + result.stderr
+    priorities: dict[str, set[int]] = {}
+    for block in re.split(r"^\[.*\]$", result.stdout, flags=re.M):  # each job's block starts with its time
+        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
+        if rule:
+            priority = re.search(r"^\s+priority: (\d+)$", block, flags=re.M)
+            priorities.setdefault(rule.group(1), set()).add(int(priority.group(1)) if priority else 0)
+    assert all(len(values) == 1 for values in priorities.values()), priorities
+    order = [
+        ["generate_synthetic_dataset", "synthesise_impulse_responses", "validate_dataset", "cache_waveforms",
+         "split_training_clips", "energy_analysis"],
+        ["train_teacher", "dump_teacher_logits", "fuse_teachers"],
+        ["train_student"], ["qat_student"], ["evaluate_student"],
+        ["student_complexity", "report_table", "report_confusion", "report_claims", "report_metrics"],
+    ]  # fmt: skip
+    levels = [{priorities[rule].pop() for rule in rules} for rules in order]
+    assert all(len(level) == 1 for level in levels), levels
+    assert [level.pop() for level in levels] == [50, 40, 30, 20, 10, 0]
+
+
 def test_real_data_dag_downloads_everything() -> None:
     counts = job_counts("--configfile", "config/tau22.yaml")
     assert counts["download_tau22_archive"] == 17  # 16 audio zips and the meta zip

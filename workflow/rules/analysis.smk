@@ -15,6 +15,7 @@ rule energy_analysis:
         "logs/{subset}/analysis/energy_analysis.log",
     benchmark:
         f"{layout.BENCHMARKS}/{{subset}}/energy_analysis.tsv"
+    priority: PRIORITY["data"]
     resources:
         **LIGHT_RESOURCES,
     conda:

@@ -58,6 +58,10 @@ TRAIN_RESOURCES = config["resources"]["train"] | {"num_workers": COMPUTE["num_wo
 LIGHT_RESOURCES = config["resources"]["light"]
 DATA_RESOURCES = config["resources"]["data"]
 ENV = "../../envs/pipeline.yaml"
+# Which ready job starts first when there are more than cores: the chain to the teachers' fusion, then the
+# longest stages, so a run does not end on a student that waited behind short QAT and evaluation jobs.
+# Scheduling only: no output changes.
+PRIORITY = {"data": 50, "teachers": 40, "students": 30, "qat": 20, "evaluation": 10}
 # Wildcard patterns of the run layout.
 TEACHER = layout.teacher()
 ENSEMBLE = layout.ensemble()

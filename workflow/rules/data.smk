@@ -14,6 +14,7 @@ if DATA["source"] == "synthetic":
         benchmark:
             f"{layout.BENCHMARKS}/generate_synthetic_dataset.tsv"
         threads: DATA_RESOURCES["threads"]
+        priority: PRIORITY["data"]
         resources:
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
@@ -36,6 +37,7 @@ else:
         log:
             "logs/data/download_{archive}.log",
         retries: 2
+        priority: PRIORITY["data"]
         resources:
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
@@ -54,6 +56,7 @@ else:
         log:
             "logs/data/fetch_dcase24_subset_{fraction}.log",
         retries: 2
+        priority: PRIORITY["data"]
         resources:
             mem_mb=DATA_RESOURCES["mem_mb"],
             runtime=DATA_RESOURCES["runtime"],
@@ -94,6 +97,7 @@ rule synthesise_impulse_responses:
         "logs/data/synthesise_impulse_responses.log",
     benchmark:
         f"{layout.BENCHMARKS}/synthesise_impulse_responses.tsv"
+    priority: PRIORITY["data"]
     resources:
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
@@ -115,6 +119,7 @@ rule fetch_micirp:
     benchmark:
         f"{layout.BENCHMARKS}/fetch_micirp.tsv"
     retries: 2
+    priority: PRIORITY["data"]
     resources:
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
@@ -137,6 +142,7 @@ rule validate_dataset:
         "logs/data/validate_dataset.log",
     benchmark:
         f"{layout.BENCHMARKS}/validate_dataset.tsv"
+    priority: PRIORITY["data"]
     resources:
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
@@ -167,6 +173,7 @@ rule cache_waveforms:
     benchmark:
         f"{layout.BENCHMARKS}/cache_waveforms_{{split}}.tsv"
     threads: DATA_RESOURCES["threads"]
+    priority: PRIORITY["data"]
     resources:
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],
@@ -197,6 +204,7 @@ rule split_training_clips:
         "logs/{subset}/data/split_training_clips.log",
     benchmark:
         f"{layout.BENCHMARKS}/{{subset}}/split_training_clips.tsv"
+    priority: PRIORITY["data"]
     resources:
         **LIGHT_RESOURCES,
     conda:
@@ -219,6 +227,7 @@ rule fetch_weights:
     log:
         "logs/data/fetch_weights_{name}.log",
     retries: 2
+    priority: PRIORITY["data"]
     resources:
         mem_mb=DATA_RESOURCES["mem_mb"],
         runtime=DATA_RESOURCES["runtime"],

@@ -24,6 +24,7 @@ rule fuse_teachers:
     benchmark:
         f"{layout.BENCHMARKS}/{{subset}}/fuse_teachers.tsv"
     threads: THREADS
+    priority: PRIORITY["teachers"]
     resources:
         **LIGHT_RESOURCES,
     conda:

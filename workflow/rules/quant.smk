@@ -19,6 +19,7 @@ rule qat_student:
     benchmark:
         f"{layout.BENCHMARKS}/{{subset}}/qat_student_{{run}}_s{{seed}}.tsv"
     threads: THREADS
+    priority: PRIORITY["qat"]
     resources:
         **TRAIN_RESOURCES,
     conda:

@@ -17,6 +17,7 @@ use rule train_teacher as train_student with:
         "logs/{subset}/students/train_{run}_s{seed}.log",
     benchmark:
         f"{layout.BENCHMARKS}/{{subset}}/train_student_{{run}}_s{{seed}}.tsv"
+    priority: PRIORITY["students"]
 
 
 rule evaluate_student:
@@ -33,6 +34,7 @@ rule evaluate_student:
     benchmark:
         f"{layout.BENCHMARKS}/{{subset}}/evaluate_student_{{run}}_s{{seed}}_{{precision}}.tsv"
     threads: THREADS
+    priority: PRIORITY["evaluation"]
     resources:
         **LIGHT_RESOURCES,
     conda:

@@ -17,6 +17,7 @@ rule train_teacher:
     benchmark:
         f"{layout.BENCHMARKS}/{{subset}}/train_teacher_{{teacher}}.tsv"
     threads: THREADS
+    priority: PRIORITY["teachers"]
     resources:
         **TRAIN_RESOURCES,
     conda:
@@ -41,6 +42,7 @@ rule dump_teacher_logits:
     benchmark:
         f"{layout.BENCHMARKS}/{{subset}}/dump_teacher_logits_{{teacher}}.tsv"
     threads: THREADS
+    priority: PRIORITY["teachers"]
     resources:
         **LIGHT_RESOURCES,
     conda:
