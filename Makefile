@@ -2,7 +2,7 @@
 # and `make test`. Both create .venv and install what is missing first; a second call installs nothing.
 PYTHON ?= python3.11
 VENV ?= .venv
-CORES ?= 8
+CORES ?= all
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)

@@ -5,7 +5,7 @@ install step), then run again (nothing to do); the per-job times come from Snake
 (results/benchmarks/*.tsv), summed per rule. With `--existing DIR` the full build is skipped and an already
 built clone is measured (the rerun and the per-rule table).
 
-    .venv/bin/python benchmarks/pipeline_walltime.py [--cores 8] [--clone /tmp/dag] [--out walltime.json]
+    .venv/bin/python benchmarks/pipeline_walltime.py [--cores N] [--clone /tmp/dag] [--out walltime.json]
     .venv/bin/python benchmarks/pipeline_walltime.py --existing /tmp/dag
 """
 
@@ -64,7 +64,7 @@ def _rule_names(workdir: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cores", type=int, default=8)
+    parser.add_argument("--cores", type=int, default=os.cpu_count(), help="default: every CPU, as `make run`")
     parser.add_argument("--clone", type=Path, help="where to clone and build (must not exist); default: a temp dir")
     parser.add_argument("--existing", type=Path, help="an already built clone: measure the rerun and the rules")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
