@@ -4,8 +4,8 @@ A step is what a training job runs per batch under Lightning (`build_classifier`
 job's own Trainer from `make_trainer`): the input chain (time roll, DIR/ADIR, log-mel frontend with masking,
 Freq-MixStyle), the model's forward, the loss (eq. 5 with teacher logits for students) and logging, backward,
 and the Adam step. Each turn fits a model for `--steps` steps plus one (dropped: the optimizer's state and the
-first batch's allocations) and then runs the per-epoch validation pass (the test split's 900 clips at the
-evaluation batch). The parts of a step are timed with forward hooks on `inputs` and `model` and Lightning's
+first batch's allocations) and then runs the per-epoch validation pass (900 clips, half the default test split,
+at the evaluation batch). The parts of a step are timed with forward hooks on `inputs` and `model` and Lightning's
 callback hooks; what is left (loss, logging, Lightning's loop) is `other`.
 
 The FLOP bound is the rate a step would run at if all its arithmetic ran at the speed of a large single-thread
@@ -56,7 +56,7 @@ MODELS = {
     "cp_resnet_tiny": "teacher:cpresnet-dir_fms-s1",
 }
 TRAIN_DEVICE_SHARES = {"a": 1000, "b": 80, "c": 80, "s1": 80, "s2": 80, "s3": 80}  # the default training split
-VALIDATION_CLIPS = 900  # the default test split, 100 clips of each of the nine devices
+VALIDATION_CLIPS = 900  # 100 clips of each of the nine devices: half the default test split, as in the README
 EVAL_BATCH = 256  # CacheDataModule's eval_batch_size
 TRAIN_CLIPS = 1400  # clips per training epoch in the default run (for the validation's share of an epoch)
 MATMUL_SIZE = 1024
