@@ -6,7 +6,9 @@ Freq-MixStyle), the model's forward, the loss (eq. 5 with teacher logits for stu
 and the Adam step. Each turn fits a model for `--steps` steps plus one (dropped: the optimizer's state and the
 first batch's allocations) and then runs the per-epoch validation pass (900 clips, half the default test split,
 at the evaluation batch). The parts of a step are timed with forward hooks on `inputs` and `model` and Lightning's
-callback hooks; what is left (loss, logging, Lightning's loop) is `other`.
+callback hooks; what is left (loss, logging, Lightning's loop) is `other`. `sm4_qat` is a step of sm4's QAT
+fine-tuning: the same job prepared as the QAT job prepares it (conv+BN fused, weights and activations
+fake-quantized for the configured engine).
 
 The FLOP bound is the rate a step would run at if all its arithmetic ran at the speed of a large single-thread
 fp32 matmul, measured in the same run: GFLOP/s x 1e9 / FLOPs per clip. FLOPs per clip are counted by
@@ -52,6 +54,7 @@ MODELS = {
     "sm2": "student:sm2",
     "sm3": "student:sm3",
     "sm4": "student:sm4",
+    "sm4_qat": "qat:sm4",  # sm4's QAT fine-tuning: the same step with fake-quantized weights and activations
     "passt_tiny": "teacher:passt-dir_fms-s1",
     "cp_resnet_tiny": "teacher:cpresnet-dir_fms-s1",
 }
@@ -175,7 +178,7 @@ def job_spec(config: dict, kind: str, name: str) -> dict:
 
     if kind == "teacher":
         return teacher_spec(config, name)
-    try:
+    try:  # a QAT job fine-tunes with its float student's spec
         return student_spec(config, name, 1)
     except TypeError:  # a tree from before the seed axis
         return student_spec(config, name)
@@ -235,6 +238,11 @@ class ModelUnderTest:
         energy.write_text(json.dumps({"threshold": float(clip_energy(waves).mean())}))
         torch.manual_seed(seed)
         self.module = training_module(self.spec, responses, energy)
+        if kind == "qat":
+            from dsflexinet.config import qat_spec
+            from dsflexinet.quant.qat import prepare_qat
+
+            self.module.model = prepare_qat(self.module.model, qat_spec(config, name)["backend"])
         self.clock = StepClock(self.module)
         self.batch = batch
 
