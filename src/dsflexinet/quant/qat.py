@@ -55,7 +55,7 @@ class _FakeQuantizePerTensor(torch.autograd.Function):
     straight-through gradient inside the range, as five vectorised element-wise passes: on CPU PyTorch's own
     kernel runs at about 5 ns per element, these at about 1. The arithmetic is the kernel's (x times the float
     reciprocal of the scale, round half to even, the zero point added in float), so outputs and masks agree
-    bit for bit (tests/test_quant.py)."""
+    bit for bit (tests/test_qat.py)."""
 
     @staticmethod
     def forward(ctx, x, scale, zero_point, quant_min: int, quant_max: int):
@@ -80,7 +80,7 @@ class FastFakeQuantize(FusedMovingAvgObsFakeQuantize):
         if self.is_per_channel or x.device.type != "cpu" or not self.fake_quant_enabled[0]:
             return super().forward(x)
         observer = self.activation_post_process
-        # aminmax runs 6x slower over a channels-last tensor than over its memory in order
+        # aminmax runs 6x slower over a channels-last tensor than over the same memory read in order
         in_memory_order = x.detach().permute(sorted(range(x.dim()), key=x.stride, reverse=True))
         torch.fused_moving_avg_obs_fake_quant(
             torch.stack(torch.aminmax(in_memory_order.reshape(-1))), self.observer_enabled, self.fake_quant_enabled,
