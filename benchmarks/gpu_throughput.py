@@ -143,14 +143,15 @@ def measure(label: str, config: dict, args: argparse.Namespace, precision: str, 
     spec, qat = job_of(config, label)
     batch = max(1, round(spec["schedule"]["batch_size"] * args.batch_scale))
     distils = "distillation" in spec
-    probe = RandomClips(1, 256, False, args.seed).waves  # ADIR's threshold: their mean energy
-    spec = resolve_job_spec(spec, float(clip_energy(torch.from_numpy(probe)).mean()))
+    clips = RandomClips(args.warmup + args.steps, batch, distils, args.seed)
+    # ADIR's threshold: the mean energy of the training clips, as the energy analysis gives it
+    spec = resolve_job_spec(spec, float(clip_energy(torch.from_numpy(clips.waves)).mean()))
     torch.manual_seed(args.seed)
     module = build_classifier(spec, work / "impulse_responses")
     if qat is not None:
         module.model = prepare_qat(module.model, qat["backend"])
     workers = config["compute"]["num_workers"]
-    loader = DataLoader(RandomClips(args.warmup + args.steps, batch, distils, args.seed), batch_size=batch,
+    loader = DataLoader(clips, batch_size=batch,
                         collate_fn=_whole_batch, num_workers=workers, persistent_workers=False)  # fmt: skip
     validation = DataLoader(RandomClips(2, EVAL_BATCH, False, args.seed + 1), batch_size=EVAL_BATCH,
                             collate_fn=_whole_batch, num_workers=workers)  # fmt: skip
