@@ -52,6 +52,7 @@ from dsflexinet.config import (
 from dsflexinet.data.dirs import synthesise_impulse_responses
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.layout import TrainingFiles
+from dsflexinet.machine import describe_machine, machine_label
 from dsflexinet.quant.qat import prepare_qat
 from dsflexinet.train.module import build_classifier
 from dsflexinet.train.run import make_trainer
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"\n{device}; batch sizes of {args.config.name} x {args.batch_scale}; {args.steps} timed steps\n")
+    print(f"\nmachine: {machine_label(describe_machine())}")
+    print(f"{device}; batch sizes of {args.config.name} x {args.batch_scale}; {args.steps} timed steps\n")
     print("| model | precision | batch | clips/s | step ms | data wait | peak GiB | validation clips/s |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['model']} | {row['precision']} | {row['batch']} | {row['clips_per_s']:.0f} |"
               f" {row['step_ms']:.1f} | {100 * row['data_wait_share']:.0f} % | {memory} |"
               f" {row['validation_clips_per_s']:.0f} |")  # fmt: skip
-    report = {"device": device, "rows": rows}
+    report = {"device": device, "machine": describe_machine(), "rows": rows}
     at_config = {row["model"]: row for row in rows if row["precision"] == precisions[0] and "error" not in row}
     if set(MODELS) <= set(at_config) and args.batch_scale == 1.0:
         report["projection"] = project(config, at_config)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from dsflexinet.audio.frontend import build_frontend
+from dsflexinet.machine import describe_machine, machine_label
 from dsflexinet.modelfile import WaveformClassifier
 from dsflexinet.models.registry import build_model, model_spec
 from dsflexinet.quant.qat import convert_int8, prepare_qat
@@ -98,6 +99,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
     results = {}
+    machine = describe_machine()
+    print(f"machine: {machine_label(machine)}")
     print(f"{'model':<16} {'variant':<19} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9} {'+frontend':>10}")
     for name in args.models:
         results[name] = measure(name, args.repeats)
@@ -110,7 +113,7 @@ def main() -> None:
         print(f"{name:<16} {'frontend':<19} {results[name]['frontend_ms']:>9.3f}")
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump(results, handle, indent=2)
+            json.dump({"machine": machine, "models": results}, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from dsflexinet.audio.augment import DeviceImpulseAugmentation, freq_mixstyle  #
 from dsflexinet.audio.frontend import build_frontend  # noqa: E402
 from dsflexinet.audio.pipeline import TrainingInput  # noqa: E402
 from dsflexinet.data.dirs import ImpulseResponses, load_impulse_responses, synthesise_impulse_responses  # noqa: E402
+from dsflexinet.machine import describe_machine, machine_label  # noqa: E402
 
 SAMPLE_RATE = 32000
 ROLL = 4000
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     per_core = {name: args.batch / statistics.median(values) for name, values in cpu.items()}
     per_wall = {name: args.batch / statistics.median(values) for name, values in wall.items()}
     speedup = per_core["batched (TrainingInput)"] / per_core["per-clip baseline"]
+    print(f"machine: {machine_label(describe_machine())}")
     print(f"clips: {clip_source}; responses: {response_source}; batch {args.batch}, {args.batches} timed batches, "
           "one thread")  # fmt: skip
     print(f"{'pipeline':<26}{'output':>20}{'clips/CPU-s':>13}{'CPU ms/clip':>13}{'clips/s wall':>14}")
@@ -145,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from dsflexinet.atomic import write_json
 
-        write_json(args.out, {"clips": clip_source, "responses": response_source, "batch": args.batch,
-                              "threads": 1, "clips_per_cpu_second": per_core,
+        write_json(args.out, {"machine": describe_machine(), "clips": clip_source, "responses": response_source,
+                              "batch": args.batch, "threads": 1, "clips_per_cpu_second": per_core,
                               "clips_per_wall_second": per_wall, "cpu_seconds": cpu, "wall_seconds": wall,
                               "speedup_per_core": speedup})  # fmt: skip
     return 0

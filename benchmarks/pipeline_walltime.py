@@ -22,6 +22,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from dsflexinet.machine import describe_machine, machine_label
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -62,6 +64,13 @@ def _rule_names(workdir: Path) -> list[str]:
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
 
+def machine_without_threads() -> dict:
+    """This machine; every job sets its own thread count (the rules' `threads`), so this process's is not theirs."""
+    machine = describe_machine()
+    del machine["threads"]
+    return machine
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="default: every CPU, as `make run`")
@@ -70,7 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
 
-    report: dict = {"cores": args.cores, "cpus": os.cpu_count()}
+    report: dict = {"cores": args.cores, "cpus": os.cpu_count(), "machine": machine_without_threads()}
     if args.existing:
         workdir = args.existing.resolve()
     else:
@@ -80,7 +89,7 @@ def main() -> None:
     report["nothing_to_do_s"] = round(timed_snakemake(workdir, args.cores), 2)
     report["rules"] = per_rule_seconds(workdir)
 
-    print(f"workdir {workdir}, --cores {args.cores} on {report['cpus']} CPUs")
+    print(f"workdir {workdir}, --cores {args.cores} on {report['cpus']} CPUs; {machine_label(report['machine'])}")
     if "from_clean_s" in report:
         print(f"from clean: {report['from_clean_s'] / 60:.1f} min")
     print(f"rerun with nothing to do: {report['nothing_to_do_s']:.2f} s\n")

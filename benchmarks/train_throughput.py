@@ -428,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
                 tree.close()
             if args.compare:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(Path(tmp) / "tree")])
+    from dsflexinet.machine import describe_machine, machine_label
+
+    machine = describe_machine()  # the workers' too: they run here, with one thread each
+    print(f"\nmachine: {machine_label(machine)}")
     for name, result in results.items():
         print_table(name, result["models"], result["matmul_gflops"])
     if args.compare:
@@ -439,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from dsflexinet.atomic import write_json
 
-        write_json(args.out, {"threads": 1, "repeats": args.repeats, "steps_per_turn": args.steps,
+        write_json(args.out, {"machine": machine, "threads": 1, "repeats": args.repeats, "steps_per_turn": args.steps,
                               "seed": args.seed, "trees": results})  # fmt: skip
     return 0
 

@@ -99,6 +99,11 @@ def test_a_student_over_a_limit_fails_its_complexity_job(tmp_path: Path) -> None
 # --- the challenge submission -----------------------------------------------------------------------------------
 
 
+# What the float training, QAT and the development-test evaluation recorded (machine.describe_machine)
+TRAINED_ON = ({"cpu": "AMD EPYC 7B13", "torch": "2.14.1", "threads": 1}, {"cpu": "a QAT node", "threads": 4})
+MEASURED_ON = {"cpu": "Intel(R) Xeon(R) Processor", "torch": "2.14.1", "threads": 1}
+
+
 @pytest.fixture
 def student(tmp_path: Path) -> Iterator[dict[str, Path]]:
     """The files of one exported student as the workflow hands them to `submission`: a fixed BandEnergy model,
@@ -110,14 +115,15 @@ def student(tmp_path: Path) -> Iterator[dict[str, Path]]:
     files["model_int8.pt"].parent.mkdir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace is deprecated in favour of torch.export
-        export_classifier(BandEnergy(), files["model_int8.pt"], ModelInput(RATE, RATE), "fbgemm")
+        export_classifier(BandEnergy(), files["model_int8.pt"], ModelInput(RATE, RATE), "fbgemm", TRAINED_ON)
     limits = {"precision": "int8", "param_bytes": 61_148, "max_macs": 30_000_000, "max_param_bytes": 128_000}
     write_json(files["complexity.json"], [{"model": "dsflexinet_sm2", "params": 61_148, "macs": 8_270_000,
                                            "limits": limits, "within": True}])  # fmt: skip
     write_json(files["quantized.json"], {"backend": "fbgemm", "file_bytes": files["model_int8.pt"].stat().st_size})
     write_json(files["eval_int8.json"], {"clips": 180, "accuracy": 0.5, "class_averaged_accuracy": 0.45,
                                          "devices": {"a": {"accuracy": 0.6, "clips": 20},
-                                                     "s6": {"accuracy": 0.3, "clips": 20}}})  # fmt: skip
+                                                     "s6": {"accuracy": 0.3, "clips": 20}},
+                                         "measured_on": MEASURED_ON})  # fmt: skip
     threads = torch.get_num_threads()
     yield files
     torch.set_num_threads(threads)  # `_submit` runs with --threads 1 (1 s clips: more threads only add overhead)
@@ -155,10 +161,12 @@ def test_submission_writes_the_dcase_files(student: dict[str, Path], tiny_datase
         "run": "sm2", "model_file": str(student["model_int8.pt"]),
         "model_file_bytes": student["model_int8.pt"].stat().st_size, "quantized_engine": "fbgemm",
         "input": {"sample_rate": 32000, "clip_samples": 32000, "classes": list(SCENES)},
+        "trained_on": list(TRAINED_ON),
         "parameters": 61_148, "macs": 8_270_000, "parameter_bytes": 61_148, "parameter_precision": "int8",
         "complexity_limits": {"max_macs": 30_000_000, "max_param_bytes": 128_000, "within": True},
         "development_test": {"evaluation": str(student["eval_int8.json"]), "clips": 180, "accuracy": 0.5,
-                             "macro_accuracy": 0.45, "devices": {"a": 0.6, "s6": 0.3}},
+                             "macro_accuracy": 0.45, "devices": {"a": 0.6, "s6": 0.3},
+                             "measured_on": MEASURED_ON},
         "evaluation_root": str(tiny_dataset), "clips": 180, "classified": 180, "complete": True, "unreadable": [],
     }  # fmt: skip
     assert not (out / "incomplete").exists()

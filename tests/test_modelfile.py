@@ -11,6 +11,7 @@ import torch
 
 from dsflexinet.cli import main
 from dsflexinet.errors import PipelineError
+from dsflexinet.machine import describe_machine
 from dsflexinet.modelfile import ModelInput, load_classifier, load_model_file, save_model
 from dsflexinet.models.registry import build_model
 
@@ -20,14 +21,16 @@ SPEC = {"model": {"name": "dsflexinet_sm1", "options": {}}, "frontend": {"preset
 @pytest.fixture
 def model_pt(tmp_path: Path) -> Path:
     path = tmp_path / "model.pt"
-    save_model(path, build_model("dsflexinet_sm1"), SPEC, ModelInput(32000, 32000))
+    save_model(path, build_model("dsflexinet_sm1"), SPEC, ModelInput(32000, 32000), (describe_machine(),))
     return path
 
 
 def test_a_saved_model_round_trips(model_pt: Path) -> None:
     payload = load_model_file(model_pt)
     assert payload["spec"] == SPEC and payload["input"] == ModelInput(32000, 32000)
+    assert payload["trained_on"] == (describe_machine(),)
     classifier = load_classifier(model_pt)
+    assert classifier.trained_on == (describe_machine(),)
     with torch.inference_mode():
         assert classifier(torch.zeros(2, 32000)).shape == (2, 10)
     assert classifier.input.sample_rate == 32000 and len(classifier.input.classes) == 10
@@ -68,3 +71,16 @@ def test_a_truncated_or_foreign_model_file_is_refused(model_pt: Path, tmp_path: 
         load_model_file(foreign)
     with pytest.raises(PipelineError, match=r"absent\.pt: model file not found"):
         load_classifier(tmp_path / "absent.pt")
+
+
+def test_machine_records_old_and_damaged(model_pt: Path, tmp_path: Path) -> None:
+    payload = torch.load(model_pt, weights_only=False)
+    del payload["trained_on"]
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)  # written before machines were recorded
+    assert load_classifier(old).trained_on == ()
+    damaged = tmp_path / "damaged.pt"
+    torch.save(payload | {"trained_on": "a laptop"}, damaged)
+    with pytest.raises(PipelineError) as error:
+        load_classifier(damaged)
+    assert str(error.value) == f"{damaged}: unreadable machine record (not a list of machines)"

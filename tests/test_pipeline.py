@@ -27,6 +27,7 @@ from dsflexinet.distill.logits import dump_teacher_logits, load_logits
 from dsflexinet.evaluate.metrics import evaluate_model
 from dsflexinet.evaluate.predict import predict_files
 from dsflexinet.layout import EnsembleFiles, QatFiles, TrainingFiles
+from dsflexinet.machine import describe_machine
 from dsflexinet.modelfile import load_classifier, load_model_file
 from dsflexinet.quant.finetune import qat_job
 from dsflexinet.report.stats import read_clips, statistic
@@ -98,8 +99,11 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
     with torch.inference_mode():
         assert torch.equal(load_classifier(int8)(waves), load_classifier(other)(waves))
 
-    for model, out in ((student, "eval_float.json"), (int8, "eval_int8.json")):
+    for model, out, jobs in ((student, "eval_float.json", 1), (int8, "eval_int8.json", 2)):
         metrics = evaluate_model(model, inputs["test"], tmp_path / out, tmp_path / f"{out}.tsv")
+        assert metrics["measured_on"] == describe_machine()
+        # the int8 model records two trainings: the student's, then QAT
+        assert [machine["cpu"] for machine in metrics["trained_on"]] == [describe_machine()["cpu"]] * jobs
         assert metrics["clips"] == 180 and sum(map(sum, metrics["confusion_matrix"])) == 180
         assert set(metrics["devices"]) == {"a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"}
         assert metrics["groups"]["unseen_simulated"]["clips"] == 60

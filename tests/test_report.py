@@ -55,6 +55,20 @@ def test_device_table_over_seeds(tmp_path: Path) -> None:
     assert pd.read_csv(tmp_path / "t5.csv").shape == (4, len(frame.columns))
 
 
+def test_tables_name_the_machines_of_their_rows(tmp_path: Path) -> None:
+    runs = _runs(tmp_path)
+    write_table("table5", runs, tmp_path / "old.csv", tmp_path / "old.md")  # evaluations from before the records
+    assert "\nTrained on: not recorded. Evaluated on: not recorded.\n" in (tmp_path / "old.md").read_text()
+    epyc, xeon = {"cpu": "AMD EPYC 7B13", "torch": "2.14.1", "threads": 1}, {"cpu": "Intel Xeon", "torch": "2.14.1"}
+    for seed, machine in (("1", epyc), ("2", xeon)):
+        for label in runs:
+            path = runs[label][seed]["eval_float"]
+            path.write_text(json.dumps(json.loads(path.read_text()) | {"trained_on": [machine], "measured_on": epyc}))
+    write_table("table5", runs, tmp_path / "t5.csv", tmp_path / "t5.md")
+    assert ("\nTrained on: AMD EPYC 7B13 [no AVX2], torch 2.14.1, 1 thread(s); Intel Xeon [no AVX2], torch 2.14.1. "
+            "Evaluated on: AMD EPYC 7B13 [no AVX2], torch 2.14.1, 1 thread(s).\n") in (tmp_path / "t5.md").read_text()
+
+
 def test_last_ten_epochs_and_metrics_over_seeds(tmp_path: Path) -> None:
     history = _history(tmp_path / "h.csv", [None, 0.1, 0.2] + [0.5] * 9 + [0.8])
     assert last_epochs_accuracy(history) == pytest.approx((0.5 * 9 + 0.8) / 10)

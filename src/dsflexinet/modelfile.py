@@ -2,16 +2,19 @@
 
 Two kinds of file:
 
-    model.pt        a training job's result: torch.save of {"spec", "state_dict", "input"}. The spec is the
-                    resolved job spec (derived settings recorded as numbers, see config.resolve_job_spec), so
-                    `rebuild` recreates the model with this package and nothing else is needed to use it.
+    model.pt        a training job's result: torch.save of {"spec", "state_dict", "input", "trained_on"}. The
+                    spec is the resolved job spec (derived settings recorded as numbers, see
+                    config.resolve_job_spec), so `rebuild` recreates the model with this package and nothing
+                    else is needed to use it.
     model_int8.pt   the QAT step's export: TorchScript of frontend + int8 model, runnable without this package.
                     Its extra files record the quantized engine it was converted for (the engine repacks the
                     weights at load time and its kernels round differently: 9 of 900 test decisions of the
                     default run's int8 sm1 differ between fbgemm and x86) and the input it expects.
 
 Both record the input a model expects ("input": sample rate, clip length in samples, class names), so `predict`
-and the submission need no rate argument: they resample whatever they read to the model's rate.
+and the submission need no rate argument: they resample whatever they read to the model's rate; and the machines
+that trained it ("trained_on", machine.describe_machine records: the float training's, then QAT's), which
+evaluations copy beside the machine that measured (files written before it was recorded read as none).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from dsflexinet.models.registry import build_model
 QUANTIZED_ENGINES = ("fbgemm", "x86")
 ENGINE_RECORD = "quantized_engine"  # TorchScript extra file: the engine an int8 model was converted for
 INPUT_RECORD = "input.json"  # TorchScript extra file: ModelInput as JSON
+TRAINED_ON_RECORD = "trained_on.json"  # TorchScript extra file: the training machines, as JSON
 EXPORT_CHECK_BATCHES = (1, 3)  # batch sizes the exported model must agree on with the eager one
 
 
@@ -79,6 +83,7 @@ class LoadedClassifier:
 
     classify: Callable[[torch.Tensor], torch.Tensor]
     input: ModelInput
+    trained_on: tuple[dict, ...] = ()
 
     def __call__(self, waves: torch.Tensor) -> torch.Tensor:
         return self.classify(waves)
@@ -87,9 +92,12 @@ class LoadedClassifier:
 # --- model.pt -------------------------------------------------------------------------------------------------
 
 
-def save_model(path: str | Path, model: nn.Module, spec: dict, model_input: ModelInput) -> None:
+def save_model(
+    path: str | Path, model: nn.Module, spec: dict, model_input: ModelInput, trained_on: tuple[dict, ...] = ()
+) -> None:
+    payload = {"spec": spec, "state_dict": model.state_dict(), "input": model_input.to_dict()}
     with atomic_path(path) as tmp:
-        torch.save({"spec": spec, "state_dict": model.state_dict(), "input": model_input.to_dict()}, tmp)
+        torch.save(payload | {"trained_on": list(trained_on)}, tmp)
 
 
 def load_model_file(path: str | Path) -> dict:
@@ -106,7 +114,15 @@ def load_model_file(path: str | Path) -> dict:
     if not isinstance(payload, dict) or not {"spec", "state_dict", "input"} <= set(payload):
         raise PipelineError(f"{path}: not a model file of this pipeline version (no spec/state_dict/input)")
     payload["input"] = ModelInput.from_dict(payload["input"], path)
+    payload["trained_on"] = machine_records(payload.get("trained_on", []), path)
     return payload
+
+
+def machine_records(value: object, source: Path) -> tuple[dict, ...]:
+    """A file's list of machine records (see machine.describe_machine), checked."""
+    if not isinstance(value, list) or not all(isinstance(machine, dict) for machine in value):
+        raise PipelineError(f"{source}: unreadable machine record (not a list of machines)")
+    return tuple(value)
 
 
 def rebuild(spec: dict, state_dict: dict | None = None) -> WaveformClassifier:
@@ -136,11 +152,15 @@ def use_engine(backend: str, source: str = "") -> None:
 
 
 def export_classifier(
-    classifier: nn.Module, path: str | Path, model_input: ModelInput, engine: str | None = None
+    classifier: nn.Module,
+    path: str | Path,
+    model_input: ModelInput,
+    engine: str | None = None,
+    trained_on: tuple[dict, ...] = (),
 ) -> None:
     """Trace a waveform classifier (frontend + int8 model) to TorchScript, check it on other batch sizes than
-    the traced one and record the expected input and, for an int8 model, its quantized engine, which
-    `load_classifier` reads back."""
+    the traced one and record the expected input, the training machines and, for an int8 model, its quantized
+    engine, which `load_classifier` reads back."""
     path = Path(path)
     classifier = classifier.eval()
     example = torch.randn(2, model_input.clip_samples) * 0.1
@@ -150,7 +170,7 @@ def export_classifier(
             waves = torch.randn(batch, model_input.clip_samples) * 0.1
             if not torch.allclose(traced(waves), classifier(waves), atol=1e-4):
                 raise PipelineError(f"{path}: the exported model disagrees with the eager model at batch {batch}")
-    records = {INPUT_RECORD: json.dumps(model_input.to_dict())}
+    records = {INPUT_RECORD: json.dumps(model_input.to_dict()), TRAINED_ON_RECORD: json.dumps(list(trained_on))}
     if engine is not None:
         records[ENGINE_RECORD] = engine
     with atomic_path(path) as tmp:
@@ -180,15 +200,16 @@ def _load_torchscript(path: Path, extra_files: dict[str, bytes]) -> LoadedClassi
         raise PipelineError(f"{path}: exported without an input record (re-export it with this pipeline version)")
     try:
         model_input = ModelInput.from_dict(json.loads(extra_files[INPUT_RECORD]), path)
+        trained_on = machine_records(json.loads(extra_files.get(TRAINED_ON_RECORD, b"[]")), path)
     except json.JSONDecodeError as error:
-        raise PipelineError(f"{path}: unreadable input record ({error})") from None
+        raise PipelineError(f"{path}: unreadable input or machine record ({error})") from None
     if ENGINE_RECORD in extra_files:  # select it before loading: the engine repacks the weights
         use_engine(extra_files[ENGINE_RECORD].decode(errors="replace"), str(path))
     try:
         module = torch.jit.load(path, map_location="cpu").eval()
     except RuntimeError as error:
         raise PipelineError(f"{path}: not a loadable TorchScript model ({str(error).splitlines()[0]})") from None
-    return LoadedClassifier(module, model_input)
+    return LoadedClassifier(module, model_input, trained_on)
 
 
 def load_classifier(path: str | Path) -> LoadedClassifier:
@@ -201,4 +222,4 @@ def load_classifier(path: str | Path) -> LoadedClassifier:
     if extra_files is not None:
         return _load_torchscript(path, extra_files)
     payload = load_model_file(path)
-    return LoadedClassifier(rebuild(payload["spec"], payload["state_dict"]), payload["input"])
+    return LoadedClassifier(rebuild(payload["spec"], payload["state_dict"]), payload["input"], payload["trained_on"])

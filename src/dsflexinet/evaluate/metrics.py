@@ -67,14 +67,17 @@ def scene_metrics(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -
 def evaluate_model(
     model_path: str | Path, cache_path: str | Path, out_json: str | Path, out_clips: str | Path
 ) -> dict:  # fmt: skip
-    """Score a float or int8 model on a labelled split; the JSON is what tables, figures and DVC read, the clip
-    table what their intervals resample."""
+    """Score a float or int8 model on a labelled split; the JSON is what tables, figures and DVC read (with the
+    machines that trained and measured the model), the clip table what their intervals resample."""
     from dsflexinet.atomic import atomic_path, write_json
     from dsflexinet.evaluate.inference import cache_logits
+    from dsflexinet.machine import describe_machine
     from dsflexinet.modelfile import load_classifier
 
-    cache, logits = cache_logits(load_classifier(model_path), cache_path)
+    classifier = load_classifier(model_path)
+    cache, logits = cache_logits(classifier, cache_path)
     metrics = {"model": str(model_path), "split": str(cache_path)}
+    metrics |= {"trained_on": list(classifier.trained_on), "measured_on": describe_machine()}
     metrics |= scene_metrics(logits, cache.clips["label"].to_numpy(), cache.clips["device"].to_numpy())
     with atomic_path(out_clips) as tmp:
         clip_outcomes(logits, cache.clips).to_csv(tmp, sep="\t", index=False, float_format="%.6g")

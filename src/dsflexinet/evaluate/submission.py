@@ -139,6 +139,7 @@ def submit_student(
         "model_file_bytes": size,
         "quantized_engine": engine["backend"],
         "input": classifier.input.to_dict(),
+        "trained_on": list(classifier.trained_on),
         "parameters": row["params"],
         "macs": row["macs"],
         "parameter_bytes": limits["param_bytes"],
@@ -149,6 +150,7 @@ def submit_student(
             "evaluation": str(evaluation), "clips": metrics["clips"], "accuracy": metrics["accuracy"],
             "macro_accuracy": metrics["class_averaged_accuracy"],
             "devices": {device: result["accuracy"] for device, result in metrics["devices"].items()},
+            "measured_on": metrics.get("measured_on"),
         },  # fmt: skip
         "evaluation_root": str(evaluation_root),
     }

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 
 from dsflexinet.atomic import write_json
 from dsflexinet.errors import PipelineError
+from dsflexinet.machine import describe_machine
 from dsflexinet.modelfile import WaveformClassifier, export_classifier, load_model_file, rebuild
 from dsflexinet.quant.qat import convert_int8, freeze_quantization, prepare_qat
 from dsflexinet.train.module import SceneClassifier, build_inputs
@@ -64,7 +65,9 @@ def qat_job(model_path: str | Path, qat: dict, data: TrainingData, files: QatFil
 
     int8 = convert_int8(module.model.cpu())
     path = Path(files.training.model)
-    export_classifier(WaveformClassifier(float_classifier.frontend, int8), path, payload["input"], qat["backend"])
+    trained_on = (*payload["trained_on"], describe_machine())
+    classifier = WaveformClassifier(float_classifier.frontend, int8)
+    export_classifier(classifier, path, payload["input"], qat["backend"], trained_on)
     write_json(files.info, {
         "backend": qat["backend"],
         "file_bytes": path.stat().st_size,

@@ -21,6 +21,7 @@ import pandas as pd
 from dsflexinet.atomic import atomic_path, read_json
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.errors import PipelineError
+from dsflexinet.machine import distinct_machines
 from dsflexinet.report import paper
 from dsflexinet.report.stats import format_mean_std
 
@@ -199,6 +200,16 @@ READING = (
 )
 
 
+def machines_note(runs: dict[str, SeedFiles]) -> str:
+    """Which machines trained and evaluated a table's models: float training is bit-reproducible on one CPU,
+    not across CPUs, so rows from different machines differ by more than their code."""
+    evaluations = [read_json(path) for seeds in runs.values() for files in seeds.values()
+                   for role, path in files.items() if role.startswith("eval_")]  # fmt: skip
+    trained = distinct_machines(machine for run in evaluations for machine in run.get("trained_on") or [None])
+    measured = distinct_machines(run.get("measured_on") for run in evaluations)
+    return f"Trained on: {'; '.join(trained)}. Evaluated on: {'; '.join(measured)}."
+
+
 def build_table(table: str, runs: dict[str, SeedFiles]) -> pd.DataFrame:
     if table == "table2":
         return table2(runs)
@@ -217,7 +228,7 @@ def write_table(table: str, runs: dict[str, SeedFiles], out_csv: Path, out_md: P
     summary = summarise(frame, label, spread)
     notes = "".join(f"\nNote: {note}\n" for note in paper_inconsistencies(table))
     text = (
-        f"# {TITLES[table]}\n\n{READING}\n\nThis run:\n\n{to_markdown(summary)}\n"
+        f"# {TITLES[table]}\n\n{READING}\n\nThis run:\n\n{to_markdown(summary)}\n{machines_note(runs)}\n\n"
         f"The paper (TAU22, one run), for comparison:\n\n{to_markdown(paper_reference(table))}{notes}"
     )
     with atomic_path(out_md) as tmp:

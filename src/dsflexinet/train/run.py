@@ -38,6 +38,7 @@ from dsflexinet.atomic import atomic_path, write_text
 from dsflexinet.config import resolve_job_spec
 from dsflexinet.errors import PipelineError
 from dsflexinet.layout import TrainingFiles
+from dsflexinet.machine import describe_machine
 from dsflexinet.modelfile import save_model
 
 if TYPE_CHECKING:
@@ -236,6 +237,7 @@ def train_job(spec: dict, data: TrainingData, files: TrainingFiles, compute: dic
     datamodule = data.datamodule(spec, schedule["batch_size"], compute)
     if not fit(module, datamodule, spec, files, compute, schedule["epochs"]):
         return None
-    save_model(files.model, module.model, spec, data.model_input(module.inputs.frontend))
+    model_input = data.model_input(module.inputs.frontend)
+    save_model(files.model, module.model, spec, model_input, trained_on=(describe_machine(),))
     finish(files)
     return Path(files.model)
