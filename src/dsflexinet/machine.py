@@ -13,8 +13,6 @@ import platform
 from collections.abc import Iterable
 from pathlib import Path
 
-import torch
-
 # CPU flags that change which int8, bf16 and float kernels oneDNN and fbgemm run, and so speed and rounding: the
 # same int8 sm2 gives logits up to 0.07 apart with oneDNN's AMX kernels and without them.
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16")
@@ -41,6 +39,8 @@ def _cpuinfo(path: Path = CPUINFO) -> dict[str, str]:
 
 def describe_machine(cpuinfo: Path = CPUINFO) -> dict:
     """This process's machine, as model files, evaluations and benchmarks record it."""
+    import torch  # here, not at the top: the report jobs that only label machines then never load torch
+
     fields = _cpuinfo(cpuinfo)
     cpu = fields.get("model name") or platform.processor() or platform.machine()
     if "cpu family" in fields and "model" in fields:  # VMs often report a generic name: the model pins it down
