@@ -334,9 +334,16 @@ def test_write_claims_and_plot(tmp_path: Path) -> None:
         ("avg", "float"): {1: ~half, 2: ~half},  # fused right on all the clips avg is right on, and 30 more
     }
     tables = {key: write_system(tmp_path, *key, seeds, identifiers, devices) for key, seeds in outcomes.items()}
+    machines = {"fused": {"cpu": "AMD EPYC 7B13", "torch": "2.14.1"}, "avg": {"cpu": "Intel Xeon", "torch": "2.14.1"}}
+    evaluations = {}
+    for (run, precision), paths in tables.items():  # what evaluation writes beside each clips table
+        evaluations[(run, precision)] = {seed: path.with_suffix(".json") for seed, path in paths.items()}
+        for path in evaluations[(run, precision)].values():
+            path.write_text(json.dumps({"trained_on": [machines[run]], "measured_on": machines["fused"]}))
     plan = claims_plan({"table2": ["fused"], "table4": {"Fused": "fused", "Averaged": "avg"}},
-                       lambda run, precision: tables[(run, precision)])  # fmt: skip
-    assert len(plan_inputs(plan)) == 6
+                       lambda run, precision: tables[(run, precision)],
+                       lambda run, precision: evaluations[(run, precision)])  # fmt: skip
+    assert len(plan_inputs(plan)) == 12  # 3 systems x 2 seeds x (clips table, evaluation)
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     frame = write_claims(read_json(tmp_path / "plan.json"), tmp_path / "claims.csv", tmp_path / "claims.md",
                          statistics=("accuracy", "macro_accuracy"), resamples=2000)  # fmt: skip
@@ -358,6 +365,8 @@ def test_write_claims_and_plot(tmp_path: Path) -> None:
     assert "## accuracy (%)" in markdown and "## macro accuracy (%)" in markdown
     assert "| KD: Fused > Averaged | Table IV | +1.78 | +33.33 [" in markdown
     assert "fused float: 83.3 ± 0.0 (n=2)" in markdown and "over the 10 test recording locations" in markdown
+    assert markdown.endswith("\nTrained on: AMD EPYC 7B13 [no AVX2], torch 2.14.1; Intel Xeon [no AVX2], torch 2.14.1. "
+                             "Evaluated on: AMD EPYC 7B13 [no AVX2], torch 2.14.1.\n")
     plot_claims(frame, tmp_path / "claims.png")
     image = matplotlib.image.imread(tmp_path / "claims.png")
     assert image.shape[:2] == (round(150 * (1.2 + 0.42 * 3)), 1350)  # 3 accuracy rows at 150 dpi

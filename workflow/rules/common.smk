@@ -181,9 +181,11 @@ def table_inputs(wildcards):
     return input_paths(report_inputs(report_section(wildcards.table), TABLE_ROLES[wildcards.table]))
 
 
-# Each claim of the paper with the per-clip tables of its two systems, every seed.
+# Each claim of the paper with the per-clip tables and evaluations of its two systems, every seed.
 CLAIMS_PLAN = claims_plan(
-    REPORTS, lambda run, precision: {seed: layout.student(SUBSET, run, seed).clips(precision) for seed in SEEDS}
+    REPORTS,
+    lambda run, precision: {seed: layout.student(SUBSET, run, seed).clips(precision) for seed in SEEDS},
+    lambda run, precision: {seed: layout.student(SUBSET, run, seed).evaluation(precision) for seed in SEEDS},
 )
 
 

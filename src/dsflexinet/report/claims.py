@@ -7,7 +7,7 @@ the claimed side, `contradicted` where it lies wholly on the other, `not disting
 the threshold, whatever the sign of the estimate.
 
 The plan (`claims_plan`) names for each claim its two systems (run, precision, optional device group, a clips
-table per seed) and the paper's number; it is built from the config's `reports` section, and a claim whose
+table and an evaluation per seed: claims.md ends with the machines the evaluations name) and the paper's number; it is built from the config's `reports` section, and a claim whose
 systems the section lacks (a small config) is left out.
 """
 
@@ -25,7 +25,7 @@ from dsflexinet.data.tau22 import DEVICE_GROUPS
 from dsflexinet.errors import PipelineError
 from dsflexinet.report import paper
 from dsflexinet.report.stats import RESAMPLES, RNG_SEED, Difference, System, format_mean_std, paired_difference
-from dsflexinet.report.tables import percent, to_markdown
+from dsflexinet.report.tables import machines_note, percent, to_markdown
 
 # pp: "QAT costs at most about 3 points". The paper's own costs are -2.74 to -3.17, so "about 3" is read as at
 # most its worst, rounded down to a tenth (-3.2): with -3.0 the paper would contradict itself for three of its
@@ -101,20 +101,26 @@ def paper_claims(reports: Mapping) -> list[dict]:
     return claims
 
 
-def claims_plan(reports: Mapping, clips: Callable[[str, str], Mapping[int, str]]) -> dict:
-    """The plan `write_claims` reads: `paper_claims(reports)` with each system's clips tables,
-    `clips(run, precision) -> {seed: path of clips.tsv}` (the workflow knows where evaluation writes them)."""
+SeedPaths = Callable[[str, str], Mapping[int, str]]  # (run, precision) -> {seed: path}
+
+
+def claims_plan(reports: Mapping, clips: SeedPaths, evaluations: SeedPaths) -> dict:
+    """The plan `write_claims` reads: `paper_claims(reports)` with each system's clips tables and evaluations,
+    `clips(run, precision) -> {seed: path of clips.tsv}` and the same of eval.json (the workflow knows where
+    evaluation writes them; the evaluations name the machines behind each system)."""
     claims = paper_claims(reports)
     for claim in claims:
         for side in ("a", "b"):
             system = claim[side]
-            system["clips"] = {str(seed): str(path) for seed, path in clips(system["run"], system["precision"]).items()}
+            for key, paths in (("clips", clips), ("evaluations", evaluations)):
+                system[key] = {str(seed): str(path) for seed, path in paths(system["run"], system["precision"]).items()}
     return {"claims": claims}
 
 
 def plan_inputs(plan: Mapping) -> list[str]:
-    """Every clips table the plan reads, once each (a rule's input)."""
-    paths = [path for claim in plan["claims"] for side in ("a", "b") for path in claim[side]["clips"].values()]
+    """Every clips table and evaluation the plan reads, once each (a rule's input)."""
+    paths = [path for claim in plan["claims"] for side in ("a", "b") for key in ("clips", "evaluations")
+             for path in claim[side][key].values()]  # fmt: skip
     return list(dict.fromkeys(paths))
 
 
@@ -130,7 +136,7 @@ def _checked(plan: Mapping) -> list[dict]:
             if key not in claim:
                 raise PipelineError(f"{where}: key {key!r} missing")
         for side in ("a", "b"):
-            for key in ("run", "precision", "clips"):
+            for key in ("run", "precision", "clips", "evaluations"):
                 if not isinstance(claim[side], Mapping) or key not in claim[side]:
                     raise PipelineError(f"{where}: key '{side}.{key}' missing")
     return list(plan["claims"])
@@ -193,7 +199,7 @@ def _interval_cell(row: pd.Series) -> str:
     return f"{row['difference_pp']:+.2f} [{row['low_pp']:+.2f}, {row['high_pp']:+.2f}]"
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def _markdown(frame: pd.DataFrame, machines: str) -> str:
     if frame.empty:
         return "# Claims of the paper\n\nNo claim of the paper has its systems in this run's `reports` section.\n"
     first = frame.iloc[0]
@@ -227,7 +233,7 @@ def _markdown(frame: pd.DataFrame) -> str:
             "interval covers": rows["interval_covers"], "verdict": rows["verdict"],
         })  # fmt: skip
         lines += ["", f"## {name.replace('_', ' ')} (%)", "", to_markdown(table).rstrip("\n")]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", machines]) + "\n"
 
 
 def write_claims(plan: Mapping, out_csv: str | Path, out_md: str | Path, **options) -> pd.DataFrame:
@@ -236,5 +242,7 @@ def write_claims(plan: Mapping, out_csv: str | Path, out_md: str | Path, **optio
     frame = claims_frame(plan, **options)
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
-    write_text(out_md, _markdown(frame))
+    evaluations = [path for claim in _checked(plan) for side in ("a", "b")
+                   for path in claim[side]["evaluations"].values()]  # fmt: skip
+    write_text(out_md, _markdown(frame, machines_note(evaluations)))
     return frame

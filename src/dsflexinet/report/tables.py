@@ -14,6 +14,7 @@ only measures: no choice is made on it).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -200,11 +201,10 @@ READING = (
 )
 
 
-def machines_note(runs: dict[str, SeedFiles]) -> str:
-    """Which machines trained and evaluated a table's models: float training is bit-reproducible on one CPU,
-    not across CPUs, so rows from different machines differ by more than their code."""
-    evaluations = [read_json(path) for seeds in runs.values() for files in seeds.values()
-                   for role, path in files.items() if role.startswith("eval_")]  # fmt: skip
+def machines_note(evaluation_files: Iterable[str | Path]) -> str:
+    """Which machines trained and evaluated the models of some eval_*.json: float training is bit-reproducible
+    on one CPU, not across CPUs, so rows from different machines differ by more than their code."""
+    evaluations = [read_json(path) for path in dict.fromkeys(map(str, evaluation_files))]
     trained = distinct_machines(machine for run in evaluations for machine in run.get("trained_on") or [None])
     measured = distinct_machines(run.get("measured_on") for run in evaluations)
     return f"Trained on: {'; '.join(trained)}. Evaluated on: {'; '.join(measured)}."
@@ -227,8 +227,10 @@ def write_table(table: str, runs: dict[str, SeedFiles], out_csv: Path, out_md: P
     label, spread = LAYOUT[table]
     summary = summarise(frame, label, spread)
     notes = "".join(f"\nNote: {note}\n" for note in paper_inconsistencies(table))
+    evaluations = [path for seeds in runs.values() for files in seeds.values()
+                   for role, path in files.items() if role.startswith("eval_")]  # fmt: skip
     text = (
-        f"# {TITLES[table]}\n\n{READING}\n\nThis run:\n\n{to_markdown(summary)}\n{machines_note(runs)}\n\n"
+        f"# {TITLES[table]}\n\n{READING}\n\nThis run:\n\n{to_markdown(summary)}\n{machines_note(evaluations)}\n\n"
         f"The paper (TAU22, one run), for comparison:\n\n{to_markdown(paper_reference(table))}{notes}"
     )
     with atomic_path(out_md) as tmp:
