@@ -7,8 +7,9 @@ the claimed side, `contradicted` where it lies wholly on the other, `not disting
 the threshold, whatever the sign of the estimate.
 
 The plan (`claims_plan`) names for each claim its two systems (run, precision, optional device group, a clips
-table and an evaluation per seed: claims.md ends with the machines the evaluations name) and the paper's number; it is built from the config's `reports` section, and a claim whose
-systems the section lacks (a small config) is left out.
+table and an evaluation per seed: claims.md ends with the machines the evaluations name) and the paper's
+number; it is built from the config's `reports` section, and a claim whose systems the section lacks (a small
+config) is left out.
 """
 
 from __future__ import annotations
