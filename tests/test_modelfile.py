@@ -3,6 +3,7 @@ refused in one line naming the file, by every command that reads models."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -84,3 +85,16 @@ def test_machine_records_old_and_damaged(model_pt: Path, tmp_path: Path) -> None
     with pytest.raises(PipelineError) as error:
         load_classifier(damaged)
     assert str(error.value) == f"{damaged}: unreadable machine record (not a list of machines)"
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [(b"\x80abc", "unreadable input or machine record"), (b'{"cpu": "x"}', "unreadable machine record")],
+)
+def test_an_exported_model_with_a_damaged_machine_record_is_refused(tmp_path: Path, record: bytes, reason: str) -> None:
+    path = tmp_path / "model_int8.pt"
+    records = {"input.json": json.dumps(ModelInput(32000, 32000).to_dict()), "trained_on.json": record}
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), str(path), _extra_files=records)
+    with pytest.raises(PipelineError) as error:
+        load_classifier(path)
+    assert str(error.value).startswith(f"{path}: {reason}") and "\n" not in str(error.value)
