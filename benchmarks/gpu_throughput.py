@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"\nmachine: {machine_label(describe_machine())}")
+    machine = describe_machine()
+    print(f"\nmachine: {machine_label(machine)}")
     print(f"{device}; batch sizes of {args.config.name} x {args.batch_scale}; {args.steps} timed steps\n")
     print("| model | precision | batch | clips/s | step ms | data wait | peak GiB | validation clips/s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['model']} | {row['precision']} | {row['batch']} | {row['clips_per_s']:.0f} |"
               f" {row['step_ms']:.1f} | {100 * row['data_wait_share']:.0f} % | {memory} |"
               f" {row['validation_clips_per_s']:.0f} |")  # fmt: skip
-    report = {"device": device, "machine": describe_machine(), "rows": rows}
+    report = {"device": device, "machine": machine, "rows": rows}
     at_config = {row["model"]: row for row in rows if row["precision"] == precisions[0] and "error" not in row}
     if set(MODELS) <= set(at_config) and args.batch_scale == 1.0:
         report["projection"] = project(config, at_config)

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     per_core = {name: args.batch / statistics.median(values) for name, values in cpu.items()}
     per_wall = {name: args.batch / statistics.median(values) for name, values in wall.items()}
     speedup = per_core["batched (TrainingInput)"] / per_core["per-clip baseline"]
-    print(f"machine: {machine_label(describe_machine())}")
+    machine = describe_machine()
+    print(f"machine: {machine_label(machine)}")
     print(f"clips: {clip_source}; responses: {response_source}; batch {args.batch}, {args.batches} timed batches, "
           "one thread")  # fmt: skip
     print(f"{'pipeline':<26}{'output':>20}{'clips/CPU-s':>13}{'CPU ms/clip':>13}{'clips/s wall':>14}")
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from dsflexinet.atomic import write_json
 
-        write_json(args.out, {"machine": describe_machine(), "clips": clip_source, "responses": response_source,
+        write_json(args.out, {"machine": machine, "clips": clip_source, "responses": response_source,
                               "batch": args.batch, "threads": 1, "clips_per_cpu_second": per_core,
                               "clips_per_wall_second": per_wall, "cpu_seconds": cpu, "wall_seconds": wall,
                               "speedup_per_core": speedup})  # fmt: skip
