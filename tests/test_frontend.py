@@ -6,9 +6,17 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchaudio
 
-from dsflexinet.audio.frontend import FRONTEND_PRESETS, BandedBank, FrontendConfig, build_frontend, output_shape
+from dsflexinet.audio.frontend import (
+    FRONTEND_PRESETS,
+    BandedBank,
+    FrontendConfig,
+    build_frontend,
+    output_shape,
+    reflect_padded_preemphasis,
+)
 from dsflexinet.errors import PipelineError
 
 MASKED = 4.5 / 5  # a masked log-mel value (0) after the normalisation
@@ -143,3 +151,21 @@ def test_bad_settings_are_one_line_errors() -> None:
         FrontendConfig(fmax=15800.0, fmax_jitter=1000.0)
     with pytest.raises(ValueError, match="clips, samples"):
         build_frontend("student")(torch.zeros(32000))
+
+
+@pytest.mark.parametrize("n_fft", [1024, 4096])
+def test_the_stft_input_is_the_centre_padded_one_exactly(n_fft: int) -> None:
+    waves = noise(3, seed=n_fft)
+    emphasised = torch.add(waves[:, 1:], waves[:, :-1], alpha=-0.97)
+    padded = reflect_padded_preemphasis(waves, 0.97, n_fft // 2)
+    assert padded.shape == (3, 31999 + n_fft)
+    assert torch.equal(padded, F.pad(emphasised.unsqueeze(1), (n_fft // 2, n_fft // 2), mode="reflect")[:, 0])
+    window = torch.hann_window(n_fft, periodic=False)
+    centred = torch.stft(emphasised, n_fft, 320, window=window, center=True, pad_mode="reflect", return_complex=True)
+    assert torch.equal(torch.stft(padded, n_fft, 320, window=window, center=False, return_complex=True), centred)
+
+
+def test_a_clip_shorter_than_the_stft_is_refused() -> None:
+    with pytest.raises(ValueError, match="2049 samples is too short for an STFT of 4096 points"):
+        reflect_padded_preemphasis(torch.zeros(1, 2049), 0.97, 2048)
+    assert reflect_padded_preemphasis(torch.zeros(1, 2050), 0.97, 2048).shape == (1, 2049 + 4096)

@@ -195,16 +195,30 @@ class MelFrontend(nn.Module):
     def _log_mel(self, waves: torch.Tensor, bank: BandedBank, out: torch.Tensor) -> None:
         """(n, samples) -> normalised log-mel written to `out` (n, frames, mels)."""
         c = self.config
-        emphasised = torch.add(waves[:, 1:], waves[:, :-1], alpha=-c.preemphasis)
         spectrum = torch.stft(
-            emphasised, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window,
-            center=True, pad_mode="reflect", return_complex=True,
+            reflect_padded_preemphasis(waves, c.preemphasis, c.n_fft // 2), c.n_fft, hop_length=c.hop_length,
+            win_length=c.win_length, window=self.window, center=False, return_complex=True,
         ).transpose(1, 2)  # fmt: skip
         # (n, frames, bins) is the STFT's memory order, so squaring in place is one contiguous pass (the strided
         # .real/.imag views run about 1.6x slower) and the bank's matmuls read contiguous rows.
         squares = torch.view_as_real(spectrum).square_()
         power = squares[..., 0] + squares[..., 1]
         out.copy_(bank.apply(power).add_(c.log_offset).log_().add_(c.norm_shift).div_(c.norm_scale))
+
+
+def reflect_padded_preemphasis(waves: torch.Tensor, preemphasis: float, pad: int) -> torch.Tensor:
+    """The pre-emphasised waves with `pad` reflected samples at each end: the input a centre-padded STFT
+    (`pad_mode="reflect"`) frames, the same values. Written into one buffer, because PyTorch's reflection pad
+    took about 130 us per 4-clip chunk on the CPU where these three copies take 30."""
+    length = waves.shape[-1] - 1
+    if not torch.jit.is_tracing() and length <= pad:  # exported models take clips of one recorded length
+        raise ValueError(f"a clip of {waves.shape[-1]} samples is too short for an STFT of {2 * pad} points")
+    padded = waves.new_empty(waves.shape[0], length + 2 * pad)
+    emphasised = padded[:, pad : pad + length]
+    torch.add(waves[:, 1:], waves[:, :-1], alpha=-preemphasis, out=emphasised)
+    padded[:, :pad] = emphasised[:, 1 : pad + 1].flip(1)
+    padded[:, pad + length :] = emphasised[:, length - pad - 1 : length - 1].flip(1)
+    return padded
 
 
 def output_shape(config: FrontendConfig, seconds: float = 1.0) -> tuple[int, int]:
