@@ -1,0 +1,89 @@
+"""The benchmark scripts still run against the package (they import its internals, and the GPU one runs only
+when a GPU is lent, so a refactor must not break it unseen), report consistent figures, and project the real
+run's GPU-hours from the right epochs and clip counts. Smoke sizes: no figure here is a measurement."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsflexinet.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def run_benchmark(script: str, *args: str) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def benchmark_module(script: str):
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), REPO / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_benchmark_runs_its_rows_on_the_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    run_benchmark("gpu_throughput.py", "--device", "cpu", "--models", "cp_resnet", "sm4_qat", "--steps", "1",
+                  "--warmup", "1", "--batch-scale", "0.02", "--out", str(out))  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["device"] == "CPU" and report["machine"]["gpu"] is None
+    assert [(row["model"], row["batch"], row["steps"]) for row in report["rows"]] == [("cp_resnet", 5, 1),
+                                                                                     ("sm4_qat", 5, 1)]  # fmt: skip
+    for row in report["rows"]:
+        assert "error" not in row
+        assert row["clips_per_s"] == pytest.approx(row["batch"] / (row["step_ms"] / 1000))
+        assert 0 <= row["data_wait_share"] < 1 and row["validation_clips_per_s"] > 0
+    assert "projection" not in report  # a smoke size projects nothing
+
+
+def test_gpu_hours_are_projected_from_the_real_runs_epochs_and_clips() -> None:
+    gpu = benchmark_module("gpu_throughput.py")
+    config = load_config([REPO / "config.yaml", REPO / "config" / "tau22.yaml"], SCHEMA)
+    rates = {"passt_s": 100.0, "cp_resnet": 1000.0, "sm4": 2000.0, "sm4_qat": 500.0}
+    rows = {model: {"clips_per_s": rate, "validation_clips_per_s": 2 * rate} for model, rate in rates.items()}
+    hours = gpu.project(config, rows)["gpu_hours"]
+    teacher_clips = 139_620 * 0.8  # the fusion hold-out keeps 20 % of the training clips from the teachers
+    validation, dump = 10 * 29_680, 139_620 + 29_680  # last ten epochs validated; logits of train and test
+    # six teachers per architecture: PaSST-S 25 epochs, CP-ResNet 150; eleven sm4-sized students, 250 epochs
+    expected = {
+        "passt_s": 6 * (25 * teacher_clips / 100 + (validation + dump) / 200),
+        "cp_resnet": 6 * (150 * teacher_clips / 1000 + (validation + dump) / 2000),
+        "students (11 runs at sm4's rate)": 11 * (250 * 139_620 / 2000 + validation / 4000),
+        "QAT (at sm4_qat's rate)": 11 * (20 * 139_620 / 500 + validation / 1000),
+    }
+    assert hours == {key: round(seconds / 3600, 1) for key, seconds in expected.items()}
+
+
+def test_training_benchmark_reports_shares_and_the_flop_bound(tmp_path: Path) -> None:
+    out = tmp_path / "train.json"
+    run_benchmark("train_throughput.py", "--models", "sm1", "--steps", "1", "--repeats", "1", "--out", str(out))
+    tree = json.loads(out.read_text())["trees"]["this tree"]
+    sm1 = tree["models"]["sm1"]
+    assert sm1["batch"] == 32 and sm1["steps"] == 1
+    assert sum(sm1["shares"].values()) == pytest.approx(1.0)
+    assert all(share >= 0 for share in sm1["shares"].values())
+    flops_per_clip = 1e6 * sum(sm1["mflop_per_clip"].values())
+    assert sm1["bound_clips_per_second"] == pytest.approx(tree["matmul_gflops"] * 1e9 / flops_per_clip)
+    assert sm1["ratio_to_bound"] == pytest.approx(sm1["clips_per_cpu_second"] / sm1["bound_clips_per_second"])
+    assert 0 < sm1["ratio_to_bound"] < 1
+
+
+def test_latency_benchmark_times_every_deployed_variant(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    run_benchmark("inference_latency.py", "--models", "dsflexinet_sm1", "--repeats", "1", "--out", str(out))
+    sm1 = json.loads(out.read_text())["models"]["dsflexinet_sm1"]
+    assert set(sm1["variants"]) == {f"{precision} {form}" for precision in ("float", "int8 fbgemm", "int8 x86")
+                                    for form in ("eager", "script")}  # fmt: skip
+    times = [sm1["frontend_ms"]] + [t for variant in sm1["variants"].values() for t in variant.values()]
+    assert all(math.isfinite(t) and 0 < t < 1000 for t in times)
