@@ -221,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=5, help="steps before the timed ones")
-    parser.add_argument("--precisions", nargs="*", default=["bf16-mixed"],
-                        help="precisions to measure besides the config's (GPU only)")  # fmt: skip
+    parser.add_argument("--precisions", nargs="*", default=None,
+                        help="precisions to measure besides the config's (default: bf16-mixed on a GPU, none on"
+                             " the CPU, where autocast runs bfloat16 too)")  # fmt: skip
     parser.add_argument("--batch-scale", type=float, default=1.0, help="scale the real batch sizes (smoke tests)")
     parser.add_argument("--config", type=Path, default=REPO / "config" / "tau22.yaml")
     parser.add_argument("--seed", type=int, default=0)
@@ -233,10 +234,9 @@ def main(argv: list[str] | None = None) -> int:
 
     schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
     config = load_config([REPO / "config.yaml", args.config], schema)
-    precisions = [config["compute"]["precision"]]
-    if args.device == "cuda":
-        precisions += [p for p in args.precisions if p not in precisions]
-    else:
+    extra = args.precisions if args.precisions is not None else (["bf16-mixed"] if args.device == "cuda" else [])
+    precisions = list(dict.fromkeys([config["compute"]["precision"], *extra]))
+    if args.device == "cpu":
         config["compute"]["num_workers"] = 0
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,14 +32,18 @@ def benchmark_module(script: str):
     return module
 
 
-def test_gpu_benchmark_runs_its_rows_on_the_cpu(tmp_path: Path) -> None:
+def test_gpu_benchmark_runs_its_rows_on_the_cpu_in_both_precisions(tmp_path: Path) -> None:
+    """bfloat16 autocast on the CPU: the dtypes that ResNorm's hand-written backward, the fake quantizers,
+    Freq-MixStyle and the KD loss meet under a GPU's mixed precision, before a GPU is lent to find out."""
     out = tmp_path / "gpu.json"
-    run_benchmark("gpu_throughput.py", "--device", "cpu", "--models", "cp_resnet", "sm4_qat", "--steps", "1",
-                  "--warmup", "1", "--batch-scale", "0.02", "--out", str(out))  # fmt: skip
+    smoke = ["--steps", "1", "--warmup", "1", "--batch-scale", "0.02", "--precisions", "bf16-mixed"]
+    run_benchmark("gpu_throughput.py", "--device", "cpu", "--models", "cp_resnet", "sm4", "sm4_qat", *smoke,
+                  "--out", str(out))  # fmt: skip
     report = json.loads(out.read_text())
     assert report["device"] == "CPU" and report["machine"]["gpu"] is None
-    assert [(row["model"], row["batch"], row["steps"]) for row in report["rows"]] == [("cp_resnet", 5, 1),
-                                                                                     ("sm4_qat", 5, 1)]  # fmt: skip
+    assert [(row["model"], row["precision"], row["batch"]) for row in report["rows"]] == [
+        (model, precision, 5) for precision in ("32-true", "bf16-mixed") for model in ("cp_resnet", "sm4", "sm4_qat")
+    ]
     for row in report["rows"]:
         assert "error" not in row
         assert row["clips_per_s"] == pytest.approx(row["batch"] / (row["step_ms"] / 1000))
