@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.cli import main
 from dsflexinet.errors import PipelineError
 from dsflexinet.machine import describe_machine
-from dsflexinet.modelfile import ModelInput, load_classifier, load_model_file, save_model
+from dsflexinet.modelfile import (
+    ModelInput,
+    WaveformClassifier,
+    export_classifier,
+    load_classifier,
+    load_model_file,
+    save_model,
+)
 from dsflexinet.models.registry import build_model
 
 SPEC = {"model": {"name": "dsflexinet_sm1", "options": {}}, "frontend": {"preset": "student", "options": {}}}
@@ -98,3 +107,21 @@ def test_an_exported_model_with_a_damaged_machine_record_is_refused(tmp_path: Pa
     with pytest.raises(PipelineError) as error:
         load_classifier(path)
     assert str(error.value).startswith(f"{path}: {reason}") and "\n" not in str(error.value)
+
+
+def test_the_same_model_saves_to_the_same_bytes_under_any_name(tmp_path: Path) -> None:
+    """DVC hashes outputs: a rerun that trains the same weights must leave model files it sees as unchanged.
+    (An exported TorchScript model numbers its classes per trace, so only one export per process, as the
+    pipeline's jobs do, gives the same bytes; its records must still not be named after the temporary file.)"""
+    model = build_model("dsflexinet_sm1")
+    for name in ("model.pt", "other.pt"):
+        save_model(tmp_path / name, model, SPEC, ModelInput(32000, 32000), (describe_machine(),))
+    first, second = ((tmp_path / name).read_bytes() for name in ("model.pt", "other.pt"))
+    assert first == second and b".tmp-" not in first
+    # batchnorm: a float ResNorm does not trace (the exported students are int8, whose ResNorm does)
+    classifier = WaveformClassifier(build_frontend("student"), build_model("dsflexinet_sm1", norm="batchnorm"))
+    export_classifier(classifier, tmp_path / "model_int8.pt", ModelInput(32000, 32000), "fbgemm")
+    with zipfile.ZipFile(tmp_path / "model_int8.pt") as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {"archive"}
+    with torch.inference_mode():
+        assert load_classifier(tmp_path / "model_int8.pt")(torch.zeros(1, 32000)).shape == (1, 10)

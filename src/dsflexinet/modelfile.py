@@ -25,6 +25,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import nn
@@ -92,12 +93,19 @@ class LoadedClassifier:
 # --- model.pt -------------------------------------------------------------------------------------------------
 
 
+def _write_archive(path: str | Path, save: Callable[[BinaryIO], None]) -> None:
+    """Atomically write a torch archive through a file object: given a path, torch names the archive's records
+    after it (here a random temporary name), so the same weights gave other bytes on every save and a file's
+    checksum could not show that a rerun reproduced it."""
+    with atomic_path(path) as tmp, tmp.open("wb") as file:
+        save(file)
+
+
 def save_model(
     path: str | Path, model: nn.Module, spec: dict, model_input: ModelInput, trained_on: tuple[dict, ...] = ()
 ) -> None:
     payload = {"spec": spec, "state_dict": model.state_dict(), "input": model_input.to_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload | {"trained_on": list(trained_on)}, tmp)
+    _write_archive(path, lambda file: torch.save(payload | {"trained_on": list(trained_on)}, file))
 
 
 def load_model_file(path: str | Path) -> dict:
@@ -175,8 +183,7 @@ def export_classifier(
     records = {INPUT_RECORD: json.dumps(model_input.to_dict()), TRAINED_ON_RECORD: json.dumps(list(trained_on))}
     if engine is not None:
         records[ENGINE_RECORD] = engine
-    with atomic_path(path) as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files=records)
+    _write_archive(path, lambda file: torch.jit.save(traced, file, _extra_files=records))
 
 
 def _torchscript_extra_files(path: Path) -> dict[str, bytes] | None:
