@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="steps before the timed ones")
     parser.add_argument("--precisions", nargs="*", default=None,
                         help="precisions to measure besides the config's (default: bf16-mixed on a GPU, none on"
-                             " the CPU, where autocast runs bfloat16 too)")  # fmt: skip
+                             " the CPU)")  # fmt: skip
     parser.add_argument("--batch-scale", type=float, default=1.0, help="scale the real batch sizes (smoke tests)")
     parser.add_argument("--config", type=Path, default=REPO / "config" / "tau22.yaml")
     parser.add_argument("--seed", type=int, default=0)

@@ -110,7 +110,7 @@ def test_an_exported_model_with_a_damaged_machine_record_is_refused(tmp_path: Pa
 
 
 def test_the_same_model_saves_to_the_same_bytes_under_any_name(tmp_path: Path) -> None:
-    """DVC hashes outputs: a rerun that trains the same weights must leave model files it sees as unchanged.
+    """A rerun that trains the same weights must leave the same model file, so that its checksum shows it.
     (An exported TorchScript model numbers its classes per trace, so only one export per process, as the
     pipeline's jobs do, gives the same bytes; its records must still not be named after the temporary file.)"""
     model = build_model("dsflexinet_sm1")

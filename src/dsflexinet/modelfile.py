@@ -90,15 +90,15 @@ class LoadedClassifier:
         return self.classify(waves)
 
 
-# --- model.pt -------------------------------------------------------------------------------------------------
-
-
 def _write_archive(path: str | Path, save: Callable[[BinaryIO], None]) -> None:
     """Atomically write a torch archive through a file object: given a path, torch names the archive's records
     after it (here a random temporary name), so the same weights gave other bytes on every save and a file's
     checksum could not show that a rerun reproduced it."""
     with atomic_path(path) as tmp, tmp.open("wb") as file:
         save(file)
+
+
+# --- model.pt -------------------------------------------------------------------------------------------------
 
 
 def save_model(
