@@ -26,7 +26,7 @@ import torch
 from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.machine import describe_machine, machine_label
 from dsflexinet.modelfile import WaveformClassifier
-from dsflexinet.models.registry import build_model, model_spec
+from dsflexinet.models.registry import available_models, build_model, model_spec
 from dsflexinet.quant.qat import convert_int8, prepare_qat
 
 CALLS_PER_TURN = 10
@@ -90,8 +90,8 @@ def measure(name: str, rounds: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["dsflexinet_sm1", "dsflexinet_sm2", "dsflexinet_sm3",
-                                                        "dsflexinet_sm4"])  # fmt: skip
+    students = [name for name in available_models() if model_spec(name).family == "flexinet"]  # QAT's models
+    parser.add_argument("--models", nargs="+", default=students, choices=students)
     parser.add_argument("--repeats", type=int, default=30, help="rounds; every variant runs 10 calls a round")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="also write the figures as JSON")

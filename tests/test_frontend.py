@@ -166,6 +166,6 @@ def test_the_stft_input_is_the_centre_padded_one_exactly(n_fft: int) -> None:
 
 
 def test_a_clip_shorter_than_the_stft_is_refused() -> None:
-    with pytest.raises(ValueError, match="2049 samples is too short for an STFT of 4096 points"):
+    with pytest.raises(PipelineError, match="2049 samples is too short for an STFT of 4096 points"):
         reflect_padded_preemphasis(torch.zeros(1, 2049), 0.97, 2048)
     assert reflect_padded_preemphasis(torch.zeros(1, 2050), 0.97, 2048).shape == (1, 2049 + 4096)

@@ -212,7 +212,7 @@ def reflect_padded_preemphasis(waves: torch.Tensor, preemphasis: float, pad: int
     took about 130 us per 4-clip chunk on the CPU where these three copies take 30."""
     length = waves.shape[-1] - 1
     if not torch.jit.is_tracing() and length <= pad:  # exported models take clips of one recorded length
-        raise ValueError(f"a clip of {waves.shape[-1]} samples is too short for an STFT of {2 * pad} points")
+        raise PipelineError(f"a clip of {waves.shape[-1]} samples is too short for an STFT of {2 * pad} points")
     padded = waves.new_empty(waves.shape[0], length + 2 * pad)
     emphasised = padded[:, pad : pad + length]
     torch.add(waves[:, 1:], waves[:, :-1], alpha=-preemphasis, out=emphasised)
