@@ -10,6 +10,8 @@ and the median call counts: a burst of noise from a shared host then slows every
 deciding one variant's figure.
 
     .venv/bin/python benchmarks/inference_latency.py [--models dsflexinet_sm2 ...] [--out latency.json]
+
+`--norm resnorm_freq` (or any block norm) times the students with that norm instead of their default.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.machine import describe_machine, machine_label
 from dsflexinet.modelfile import WaveformClassifier
 from dsflexinet.models.registry import available_models, build_model, model_spec
+from dsflexinet.models.resnorm import NORMS
 from dsflexinet.quant.qat import convert_int8, prepare_qat
 
 CALLS_PER_TURN = 10
@@ -50,8 +53,8 @@ def interleaved_median_ms(candidates: dict[str, tuple[Callable, torch.Tensor, st
     return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
-def int8_model(name: str, backend: str) -> torch.nn.Module:
-    model = prepare_qat(build_model(name), backend)
+def int8_model(name: str, backend: str, options: dict) -> torch.nn.Module:
+    model = prepare_qat(build_model(name, **options), backend)
     with torch.no_grad():
         for _ in range(4):  # calibrate the observers on log-mel-like inputs
             model(torch.randn(8, *model_spec(name).input_shape))
@@ -63,12 +66,12 @@ def torchscript(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.Scri
         return torch.jit.freeze(torch.jit.trace(model.eval(), example))
 
 
-def measure(name: str, rounds: int) -> dict:
+def measure(name: str, rounds: int, options: dict) -> dict:
     frontend = build_frontend(model_spec(name).frontend).eval()
     wave = torch.randn(1, 32000) * 0.1
     mel = frontend(wave)
-    models = [("float", "x86", build_model(name).eval())]
-    models += [(f"int8 {backend}", backend, int8_model(name, backend)) for backend in ("fbgemm", "x86")]
+    models = [("float", "x86", build_model(name, **options).eval())]
+    models += [(f"int8 {backend}", backend, int8_model(name, backend, options)) for backend in ("fbgemm", "x86")]
     candidates = {"frontend": (frontend, wave, "x86")}
     for label, engine, model in models:
         torch.backends.quantized.engine = engine
@@ -94,6 +97,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=students, choices=students)
     parser.add_argument("--repeats", type=int, default=30, help="rounds; every variant runs 10 calls a round")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--norm", choices=NORMS, default=None, help="the students' block norm (default: theirs)")
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,7 +107,7 @@ def main() -> None:
     print(f"machine: {machine_label(machine)}")
     print(f"{'model':<16} {'variant':<19} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9} {'+frontend':>10}")
     for name in args.models:
-        results[name] = measure(name, args.repeats)
+        results[name] = measure(name, args.repeats, {"norm": args.norm} if args.norm else {})
         variants = results[name]["variants"]
         for label, row in variants.items():
             baseline = variants[f"float {label.split()[-1]}"]  # float in the same form (eager or script)
@@ -113,7 +117,7 @@ def main() -> None:
         print(f"{name:<16} {'frontend':<19} {results[name]['frontend_ms']:>9.3f}")
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump({"machine": machine, "models": results}, handle, indent=2)
+            json.dump({"machine": machine, "norm": args.norm or "default", "models": results}, handle, indent=2)
 
 
 if __name__ == "__main__":

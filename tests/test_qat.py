@@ -148,6 +148,24 @@ def test_int8_resnorm_computes_its_qat_form(over: str, layout: torch.memory_form
     assert outputs["int8"].is_contiguous(memory_format=torch.channels_last)
 
 
+def test_int8_norm_per_bin_is_the_instance_norm_of_bins_as_channels_bit_for_bit() -> None:
+    """The per-bin norm runs as a layer norm on the channels-last view, without layout copies: every value as
+    the instance norm of the tensor with bins as channels (the form before, two copies per block) gives it."""
+    generator = torch.Generator().manual_seed(5)
+    for n, c, f, t in ((1, 16, 64, 16), (1, 40, 32, 8), (8, 96, 16, 8), (2, 20, 128, 32)):
+        x = (torch.randn(n, c, f, t, generator=generator) * torch.rand(1, c, f, 1, generator=generator) * 3).relu()
+        q = torch.quantize_per_tensor(x.contiguous(memory_format=torch.channels_last), x.max().item() / 255, 0,
+                                      torch.quint8)  # fmt: skip
+        norm = QuantizedResNorm("freq", lam=0.3, eps=1e-5, output=(0.02, 60), normed=(0.03, 128))
+        mul = torch.ops.quantized.mul_scalar(q, 0.3)
+        normed = torch.ops.quantized.instance_norm(q.transpose(1, 2).contiguous(), None, None, 1e-5, 0.03, 128)
+        before = torch.ops.quantized.add(mul, normed.transpose(1, 2), 0.02, 60)
+        after = norm(q)
+        assert after.is_contiguous(memory_format=torch.channels_last) and after.q_scale() == 0.02
+        assert torch.equal(after.int_repr(), before.int_repr())
+        assert int(after.int_repr().unique().numel()) > 50  # a spread of values, not a saturated tensor
+
+
 def _toy(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Ten classes of noisy gratings told apart by their period along frequency (128 x 32: the models are
     fully convolutional, and small inputs keep the test fast)."""

@@ -1,14 +1,16 @@
 """Residual Normalization inside an int8 model: the quantization-aware and the int8 forms of models.resnorm.
 
-IN over (frequency, time) per channel is PyTorch's instance norm, which has an int8 kernel; per frequency bin
-it is the same kernel on the tensor with channel and frequency axes swapped. `lam * x` on an int8 tensor only
-changes its scale, exactly. So the int8 form is three kernels on int8 data (instance_norm, mul_scalar, add)
-instead of a dequantize, nine float kernels and a quantize.
+IN over (frequency, time) per channel is PyTorch's instance norm, which has an int8 kernel. `lam * x` on an
+int8 tensor only changes its scale, exactly. So the int8 form is three kernels on int8 data (a norm,
+mul_scalar, add) instead of a dequantize, nine float kernels and a quantize.
 
 Layouts matter more than arithmetic at these sizes. Quantized convolutions return channels-last tensors; the
 int8 instance norm is about ten times slower on those (103-153 us against 8-14 us per block of sm2 at batch
 1, copy included), while the int8 add and average pooling after the norm are three times slower on anything
-else. So the norm copies its input to the contiguous layout and its output back to channels-last.
+else. So the norm per channel copies its input to the contiguous layout and its output back to channels-last.
+The norm per frequency bin needs no copy: channels-last (N, C, F, T) is (N, F, T, C) in memory, so each bin's
+(time, channel) block is contiguous and its instance norm is PyTorch's int8 layer norm over the last two axes
+of that view (the same normalisation kernel the instance norm runs, on blocks of the same values).
 
 The QAT form fake-quantizes exactly where the int8 form rounds: IN's output and the sum (the output observer
 that eager `prepare_qat` attaches to every module of its mapping), so fine-tuning sees the int8 arithmetic.
@@ -59,12 +61,17 @@ class QuantizedResNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.over == "freq":
-            x = x.transpose(1, 2)  # frequency bins become the instance norm's channels
-        x = x.contiguous()
-        normed = torch.ops.quantized.instance_norm(x, None, None, self.eps, self.normed_scale, self.normed_zero_point)
+            x = x.contiguous(memory_format=torch.channels_last)  # as the quantized convolutions return it
+            bins = x.permute(0, 2, 3, 1)  # (N, F, T, C): a contiguous view
+            normed = torch.ops.quantized.layer_norm(
+                bins, bins.shape[2:], None, None, self.eps, self.normed_scale, self.normed_zero_point
+            ).permute(0, 3, 1, 2)  # back to (N, C, F, T), channels-last
+        else:
+            x = x.contiguous()
+            normed = torch.ops.quantized.instance_norm(
+                x, None, None, self.eps, self.normed_scale, self.normed_zero_point
+            )
         out = torch.ops.quantized.add(torch.ops.quantized.mul_scalar(x, self.lam), normed, self.scale, self.zero_point)
-        if self.over == "freq":
-            out = out.transpose(1, 2)
         return out.contiguous(memory_format=torch.channels_last)
 
     @classmethod
