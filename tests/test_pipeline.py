@@ -33,6 +33,7 @@ from dsflexinet.quant.finetune import qat_job
 from dsflexinet.report.stats import read_clips, statistic
 from dsflexinet.train import run as run_module
 from dsflexinet.train.data import TrainingData
+from dsflexinet.train.module import EpochMeans
 from dsflexinet.train.run import train_job
 from tests.conftest import REPO, tiny_pipeline_config
 
@@ -296,3 +297,23 @@ def test_validation_curve_of_the_last_epochs_only(config, inputs, tmp_path: Path
     spec["schedule"]["validate_last_epochs"] = 3
     every = train_job(spec, _teacher_data(inputs), _files(tmp_path / "every"), COMPUTE)
     assert _same_weights(sparse, every)
+
+
+def test_epoch_means_are_lightnings_epoch_means_bit_for_bit() -> None:
+    """The step logs its epoch means once (Lightning's `log` is slow per call): they must be the bits Lightning's
+    own per-step accumulation gives, for a tensor weighted by uneven batch sizes and a Python float (the lr)."""
+    from pytorch_lightning.trainer.connectors.logger_connector.result import _ResultCollection
+
+    generator = torch.Generator().manual_seed(0)
+    lightning, ours = _ResultCollection(training=True), EpochMeans()
+    for step, clips in enumerate([32] * 43 + [25]):
+        loss, lr = torch.rand((), generator=generator) * 3, 1e-3 * (step + 1) / 7
+        for name, value, batch in (("train_loss", loss, clips), ("lr", lr, 1)):
+            logged = value if isinstance(value, torch.Tensor) else torch.tensor(value)  # as LightningModule.log
+            lightning.log("training_step", name, logged, on_step=False, on_epoch=True, batch_size=batch)
+            ours.add(name, value, batch, torch.device("cpu"))
+    means = ours.pop()
+    for name in ("train_loss", "lr"):
+        expected = lightning[f"training_step.{name}"].compute()
+        assert means[name].dtype == expected.dtype == torch.float32 and torch.equal(means[name], expected)
+    assert 1.3 < means["train_loss"].item() < 1.7 and ours.pop() == {}  # means of U[0, 3); a fresh start
