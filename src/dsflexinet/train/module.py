@@ -41,8 +41,8 @@ EVAL_CHUNK_CLIPS = 64  # CPU clips per evaluation forward (see chunks.py)
 class EpochMeans:
     """Per-epoch means of per-step values, as `LightningModule.log(..., on_epoch=True)` computes them (the sum of
     value x batch size, in float32 or the value's wider type, over the summed batch sizes), so the figures are
-    the same bits. Each `log` call costs Lightning about 0.5-0.9 ms on the CPU (it moves the metric's state to the
-    value's device every time), 3-5 % of a teacher's step at four calls; the step adds here and logs once."""
+    the same bits. Each `log` call cost Lightning about 0.8-1.1 ms on a CPU (it moves the metric's state to the
+    value's device every time), 4-6 % of a teacher's step at three calls; the step adds here and logs once."""
 
     def __init__(self) -> None:
         self.sums: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
