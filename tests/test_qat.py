@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.ao.nn.intrinsic import qat as fused_qat
 from torch.ao.nn.quantized import BatchNorm2d as QBatchNorm2d
 from torch.ao.quantization import DeQuantStub, FakeQuantizeBase, QuantStub, get_default_qat_qconfig
 from torch.ao.quantization import prepare_qat as torch_prepare_qat
@@ -366,6 +367,7 @@ def test_fast_fake_quantize_is_pytorchs_bit_for_bit(backend: str) -> None:
             outputs.append(out.detach())
             grads.append(leaf.grad)
         assert torch.equal(outputs[0], outputs[1]), step
+        assert torch.equal(outputs[0].signbit(), outputs[1].signbit()), step  # torch.equal takes -0.0 for 0.0
         assert torch.equal(grads[0], grads[1]), step
         assert torch.equal(grads[0].signbit(), grads[1].signbit()), step
         clipped.append(bool((grads[1] == 0).any()))
@@ -377,8 +379,9 @@ def test_fast_fake_quantize_is_pytorchs_bit_for_bit(backend: str) -> None:
 
 def test_qat_with_fast_fake_quantize_trains_bit_for_bit_as_pytorchs() -> None:
     """Three QAT steps of sm2 (ResNorm over frequency: fused conv+BN, FloatFunctional adds, QATResNorm) with
-    FastFakeQuantize and with PyTorch's default qconfig leave every weight, BN statistic and quantization
-    parameter identical, and the converted int8 models compute identical logits."""
+    FastFakeQuantize and the fused conv+BN's faster division, and with PyTorch's default qconfig and modules,
+    leave every weight, BN statistic and quantization parameter identical (the last step with both frozen),
+    and the converted int8 models compute identical logits."""
     torch.manual_seed(0)
     float_model = build_model("dsflexinet_sm2", norm="resnorm_freq").to(memory_format=torch.channels_last)
     reference = copy.deepcopy(float_model).train()
@@ -388,13 +391,20 @@ def test_qat_with_fast_fake_quantize_trains_bit_for_bit_as_pytorchs() -> None:
     fast = prepare_qat(float_model, "fbgemm")
     assert any(isinstance(m, FastFakeQuantize) for m in fast.modules())
     assert not any(isinstance(m, FastFakeQuantize) for m in reference.modules())
+    fused_types = (fused_qat.ConvBn2d, fused_qat.ConvBnReLU2d)
+    fused = [[m for m in model.modules() if isinstance(m, fused_types)] for model in (fast, reference)]
+    assert len(fused[0]) == len(fused[1]) > 10
+    assert all("_forward_approximate" in vars(m) for m in fused[0])  # the division by the BN scale, faster
+    assert not any("_forward_approximate" in vars(m) for m in fused[1])
     generator = torch.Generator().manual_seed(2)
     batches = [torch.randn(6, 1, 256, 64, generator=generator).to(memory_format=torch.channels_last)
                for _ in range(3)]  # fmt: skip
     labels = torch.arange(6) % 10
     for model in (reference, fast):
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for x in batches:
+        for step, x in enumerate(batches):
+            if step == 2:  # the recipe's last QAT epochs: observers and BN statistics frozen
+                freeze_quantization(model)
             optimiser.zero_grad()
             nn.functional.cross_entropy(model(x), labels).backward()
             optimiser.step()

@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from types import MethodType
 
 import torch
 from torch import nn
 from torch.ao.nn.intrinsic.qat import freeze_bn_stats as _freeze_bn
+from torch.ao.nn.intrinsic.qat.modules.conv_fused import _ConvBnNd
 from torch.ao.quantization import (
     FusedMovingAvgObsFakeQuantize,
     QConfig,
@@ -52,17 +54,23 @@ def _eager_quantization() -> Iterator[None]:
 
 class _FakeQuantizePerTensor(torch.autograd.Function):
     """PyTorch's per-tensor fake quantization kernel, `(clamp(round(x / scale) + zp) - zp) * scale` with the
-    straight-through gradient inside the range, as five vectorised element-wise passes: on CPU PyTorch's own
-    kernel runs at about 5 ns per element, these at about 1. The arithmetic is the kernel's (x times the float
-    reciprocal of the scale, round half to even, the zero point added in float), so outputs and masks agree
-    bit for bit (tests/test_qat.py)."""
+    straight-through gradient inside the range, as vectorised element-wise passes: on CPU PyTorch's own kernel
+    runs at about 5 ns per element, these at about 1. The arithmetic is the kernel's (x times the float
+    reciprocal of the scale, round half to even), so outputs and masks agree bit for bit (tests/test_qat.py).
+    A pass is saved by clamping the rounded value to the range shifted by the zero point, which is the same:
+    adding and subtracting an integer is exact in float32 wherever the value is not clamped anyway, and adding
+    0.0 makes the -0.0 of small negative values +0.0 as adding the zero point does. The mask is where clamping
+    left the value unchanged: one comparison instead of two (NaN and infinities fall outside either way)."""
 
     @staticmethod
     def forward(ctx, x, scale, zero_point, quant_min: int, quant_max: int):
-        q = torch.round(x * (1.0 / scale)).add_(zero_point)
-        if ctx.needs_input_grad[0]:  # validation and inference need no mask
-            ctx.save_for_backward((q >= quant_min).logical_and_(q <= quant_max))
-        return q.clamp_(quant_min, quant_max).sub_(zero_point).mul_(scale)
+        rounded = (x * (1.0 / scale)).round_().add_(0.0)
+        low, high = quant_min - int(zero_point), quant_max - int(zero_point)
+        if not ctx.needs_input_grad[0]:  # validation and inference need no mask
+            return rounded.clamp_(low, high).mul_(scale)
+        clamped = rounded.clamp(low, high)
+        ctx.save_for_backward(clamped == rounded)
+        return clamped.mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):
@@ -90,6 +98,54 @@ class FastFakeQuantize(FusedMovingAvgObsFakeQuantize):
         return _FakeQuantizePerTensor.apply(x, self.scale, self.zero_point, observer.quant_min, observer.quant_max)
 
 
+class _DivideByScale(torch.autograd.Function):
+    """`conv / scale` with autograd's gradient, two full-size passes cheaper. Autograd's division saves its
+    input and computes the scale's gradient as `sum(-grad * ((conv / scale) / scale))`, recomputing the
+    quotient and negating the whole gradient; here the quotient is the saved output (the same bits) and the
+    sign is taken after the sum (exact: rounding is symmetric in sign). It also keeps no tensor alive that
+    the BatchNorm after it does not keep anyway."""
+
+    @staticmethod
+    def forward(ctx, conv: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        quotient = conv / scale
+        ctx.save_for_backward(quotient, scale)
+        return quotient
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        quotient, scale = ctx.saved_tensors
+        grad_conv = grad / scale if ctx.needs_input_grad[0] else None
+        grad_scale = None
+        if ctx.needs_input_grad[1]:
+            grad_scale = (grad * (quotient / scale)).sum_to_size(scale.shape).neg_()
+        return grad_conv, grad_scale
+
+
+def _conv_bn_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """PyTorch's fused conv+BN QAT forward (`_ConvBnNd._forward_approximate`, torch 2.14), the same operations
+    in the same order, its division by the BN scale through _DivideByScale."""
+    bn = module.bn
+    scale_factor = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    weight_shape = [1] * module.weight.dim()
+    weight_shape[0] = -1
+    bias_shape = [1] * module.weight.dim()
+    bias_shape[1] = -1
+    scaled_weight = module.weight_fake_quant(module.weight * scale_factor.reshape(weight_shape))
+    zero_bias = torch.zeros(module.out_channels, device=scaled_weight.device, dtype=x.dtype)
+    conv = _DivideByScale.apply(module._conv_forward(x, scaled_weight, zero_bias), scale_factor.reshape(bias_shape))
+    if module.bias is not None:
+        conv = conv + module.bias.reshape(bias_shape)
+    return bn(conv)
+
+
+def _use_fast_conv_bn(model: nn.Module) -> None:
+    """Route every fused conv+BN QAT module's forward through _conv_bn_forward. Replaced on each instance, not
+    in a subclass: PyTorch's BN freezing and int8 conversion test these modules' exact types."""
+    for module in model.modules():
+        if isinstance(module, _ConvBnNd):
+            module._forward_approximate = MethodType(_conv_bn_forward, module)
+
+
 def qat_qconfig(backend: str) -> QConfig:
     """PyTorch's default QAT qconfig of `backend`, its activations fake-quantized by FastFakeQuantize."""
     default = get_default_qat_qconfig(backend)
@@ -108,7 +164,9 @@ def prepare_qat(model: nn.Module, backend: str = "fbgemm") -> nn.Module:
     model.fuse_model()
     with _eager_quantization():
         model.qconfig = qat_qconfig(backend)
-        return _prepare_qat(model, mapping=QAT_MAPPINGS, inplace=True)
+        _prepare_qat(model, mapping=QAT_MAPPINGS, inplace=True)
+    _use_fast_conv_bn(model)
+    return model
 
 
 def freeze_observers(model: nn.Module) -> None:
