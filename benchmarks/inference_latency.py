@@ -12,6 +12,10 @@ deciding one variant's figure.
     .venv/bin/python benchmarks/inference_latency.py [--models dsflexinet_sm2 ...] [--out latency.json]
 
 `--norm resnorm_freq` (or any block norm) times the students with that norm instead of their default.
+`--layers` also times each layer alone (a conv with its BN and ReLU, a norm, a pooling; traced and frozen as the
+model is, on the input it sees in a forward pass), float against int8, to show where int8 gains and where a
+kernel's fixed cost eats the gain. The residual adds are not modules and fall in the difference between the
+layers' sum and the whole model.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 
 import torch
+from torch.ao.nn.quantized import DeQuantize, FloatFunctional, QFunctional, Quantize
+from torch.ao.quantization import DeQuantStub, QuantStub
 
 from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.machine import describe_machine, machine_label
@@ -33,6 +40,9 @@ from dsflexinet.models.resnorm import NORMS
 from dsflexinet.quant.qat import convert_int8, prepare_qat
 
 CALLS_PER_TURN = 10
+# Modules that are no layer of their own: identities, the quantization borders, and the residual adds' holders,
+# which the blocks call by method (add_relu), not as modules.
+NOT_LAYERS = (torch.nn.Identity, QuantStub, DeQuantStub, Quantize, DeQuantize, FloatFunctional, QFunctional)
 
 
 def interleaved_median_ms(candidates: dict[str, tuple[Callable, torch.Tensor, str]], rounds: int) -> dict:
@@ -66,12 +76,75 @@ def torchscript(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.Scri
         return torch.jit.freeze(torch.jit.trace(model.eval(), example))
 
 
+def layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The model's layers by name: each outermost module whose children are all leaves (conv + BN + ReLU, or
+    their fused int8 form), or a leaf that sits in no such module; identities and the quant stubs aside."""
+    found = {}
+    for name, child in model.named_children():
+        grandchildren = list(child.children())
+        if all(next(part.children(), None) is None for part in grandchildren):
+            empty = isinstance(child, torch.nn.Sequential) and not grandchildren  # an identity shortcut
+            if not empty and not isinstance(child, NOT_LAYERS):
+                found[name] = child
+        else:
+            found.update({f"{name}.{inner}": layer for inner, layer in layers(child).items()})
+    return found
+
+
+def layer_inputs(model: torch.nn.Module, example: torch.Tensor) -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
+    """Each layer of `model` with the input it receives in a forward pass of `example`."""
+    seen: dict[str, tuple[torch.nn.Module, torch.Tensor]] = {}
+
+    def record(name: str, module: torch.nn.Module, args: tuple) -> None:
+        seen.setdefault(name, (module, args[0]))
+
+    hooks = [layer.register_forward_pre_hook(partial(record, name)) for name, layer in layers(model).items()]
+    with torch.no_grad():
+        model(example)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def precisions(name: str, options: dict) -> list[tuple[str, str, torch.nn.Module]]:
+    """(label, quantized engine, model): the float model and the int8 models of both engines."""
+    models = [("float", "x86", build_model(name, **options).eval())]
+    return models + [(f"int8 {backend}", backend, int8_model(name, backend, options)) for backend in ("fbgemm", "x86")]
+
+
+def measure_layers(name: str, rounds: int, options: dict) -> dict:
+    """Milliseconds of each layer alone, float and int8 on both engines, taking turns."""
+    mel = build_frontend(model_spec(name).frontend).eval()(torch.randn(1, 32000) * 0.1)
+    models = precisions(name, options)
+    candidates = {}
+    for label, engine, model in models:
+        torch.backends.quantized.engine = engine
+        for layer, (module, example) in layer_inputs(model, mel).items():
+            candidates[f"{label} {layer}"] = (torchscript(module, example), example, engine)
+        candidates[f"{label} whole"] = (torchscript(model, mel), mel, engine)
+    medians = interleaved_median_ms(candidates, rounds)
+    return {label: {key.removeprefix(f"{label} "): ms for key, ms in medians.items() if key.startswith(f"{label} ")}
+            for label, _, _ in models}  # fmt: skip
+
+
+def print_layers(name: str, timings: dict[str, dict[str, float]]) -> None:
+    labels = list(timings)
+    names = [layer for layer in timings["float"] if layer != "whole"]
+    rows = {layer: {label: timings[label][layer] for label in labels} for layer in names}
+    rows["sum of the layers"] = {label: sum(timings[label][layer] for layer in names) for label in labels}
+    rows["whole model"] = {label: timings[label]["whole"] for label in labels}
+    print(f"{name} layer by layer (us, TorchScript, each layer alone; speed-up against float):")
+    print(f"  {'layer':<28}" + "".join(f" {label:>12}" for label in labels) + f" {'x86 speed-up':>13}")
+    for layer, values in rows.items():
+        print(f"  {layer:<28}" + "".join(f" {1000 * values[label]:>12.1f}" for label in labels)
+              + f" {values['float'] / values['int8 x86']:>12.2f}x")  # fmt: skip
+
+
 def measure(name: str, rounds: int, options: dict) -> dict:
     frontend = build_frontend(model_spec(name).frontend).eval()
     wave = torch.randn(1, 32000) * 0.1
     mel = frontend(wave)
-    models = [("float", "x86", build_model(name, **options).eval())]
-    models += [(f"int8 {backend}", backend, int8_model(name, backend, options)) for backend in ("fbgemm", "x86")]
+    models = precisions(name, options)
     candidates = {"frontend": (frontend, wave, "x86")}
     for label, engine, model in models:
         torch.backends.quantized.engine = engine
@@ -98,6 +171,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="rounds; every variant runs 10 calls a round")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--norm", choices=NORMS, default=None, help="the students' block norm (default: theirs)")
+    parser.add_argument("--layers", action="store_true", help="also time each layer alone, float against int8")
     parser.add_argument("--out", default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,9 +179,10 @@ def main() -> None:
     results = {}
     machine = describe_machine()
     print(f"machine: {machine_label(machine)}")
+    options = {"norm": args.norm} if args.norm else {}
     print(f"{'model':<16} {'variant':<19} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9} {'+frontend':>10}")
     for name in args.models:
-        results[name] = measure(name, args.repeats, {"norm": args.norm} if args.norm else {})
+        results[name] = measure(name, args.repeats, options)
         variants = results[name]["variants"]
         for label, row in variants.items():
             baseline = variants[f"float {label.split()[-1]}"]  # float in the same form (eager or script)
@@ -115,6 +190,9 @@ def main() -> None:
                   f" {baseline['model_ms'] / row['model_ms']:>8.2f}x"
                   f" {baseline['with_frontend_ms'] / row['with_frontend_ms']:>9.2f}x")  # fmt: skip
         print(f"{name:<16} {'frontend':<19} {results[name]['frontend_ms']:>9.3f}")
+    for name in args.models if args.layers else ():
+        results[name]["layers_ms"] = measure_layers(name, args.repeats, options)
+        print_layers(name, results[name]["layers_ms"])
     if args.out:
         with open(args.out, "w") as handle:
             json.dump({"machine": machine, "norm": args.norm or "default", "models": results}, handle, indent=2)

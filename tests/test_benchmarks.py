@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from dsflexinet.config import load_config
+from dsflexinet.models.registry import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -85,9 +87,33 @@ def test_training_benchmark_reports_shares_and_the_flop_bound(tmp_path: Path) ->
 
 def test_latency_benchmark_times_every_deployed_variant(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
-    run_benchmark("inference_latency.py", "--models", "dsflexinet_sm1", "--repeats", "1", "--out", str(out))
+    run_benchmark("inference_latency.py", "--models", "dsflexinet_sm1", "--repeats", "1", "--layers", "--out", str(out))
     sm1 = json.loads(out.read_text())["models"]["dsflexinet_sm1"]
-    assert set(sm1["variants"]) == {f"{precision} {form}" for precision in ("float", "int8 fbgemm", "int8 x86")
-                                    for form in ("eager", "script")}  # fmt: skip
+    precisions = ("float", "int8 fbgemm", "int8 x86")
+    assert set(sm1["variants"]) == {f"{precision} {form}" for precision in precisions for form in ("eager", "script")}
     times = [sm1["frontend_ms"]] + [t for variant in sm1["variants"].values() for t in variant.values()]
     assert all(math.isfinite(t) and 0 < t < 1000 for t in times)
+    # sm1: two stem convs; six blocks, each norm, expand, depthwise, project, and the shortcuts of the two that
+    # change stride and width (pooling, conv; the others are identities); the classifier and the pooling
+    blocks = [f"blocks.{b}.{part}" for b in range(6) for part in ("norm", "expand", "depthwise", "project")]
+    shortcuts = [f"blocks.{b}.shortcut.{i}" for b in (2, 5) for i in (0, 1)]
+    expected = {"stem.0", "stem.1", *blocks, *shortcuts, "classifier", "pool", "whole"}
+    assert set(sm1["layers_ms"]) == set(precisions)
+    for precision in precisions:
+        assert set(sm1["layers_ms"][precision]) == expected
+        assert all(math.isfinite(t) and 0 < t < 100 for t in sm1["layers_ms"][precision].values())
+
+
+def test_latency_layers_are_the_conv_bn_runs_norms_and_poolings_of_float_and_int8_alike() -> None:
+    latency = benchmark_module("inference_latency.py")
+    float_model = build_model("dsflexinet_sm2")
+    int8_model = latency.int8_model("dsflexinet_sm2", "x86", {})
+    float_layers, int8_layers = latency.layers(float_model), latency.layers(int8_model)
+    assert list(float_layers) == list(int8_layers)
+    assert [type(module).__name__ for module in float_layers["stem.0"]] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert [type(module).__name__ for module in int8_layers["stem.0"]] == ["ConvReLU2d", "Identity", "Identity"]
+    assert "blocks.0.shortcut" not in float_layers  # sm2's first block keeps its width: an identity shortcut
+    seen = latency.layer_inputs(int8_model, torch.randn(1, 1, 256, 64))
+    assert set(seen) == set(int8_layers)  # every layer runs, each once
+    assert list(seen)[:4] == ["stem.0", "stem.1", "blocks.0.norm", "blocks.0.expand"]  # in the order they run
+    assert tuple(seen["blocks.1.norm"][1].shape) == (1, 16, 64, 16) and seen["blocks.1.norm"][1].is_quantized
