@@ -112,10 +112,16 @@ def precisions(name: str, options: dict) -> list[tuple[str, str, torch.nn.Module
     return models + [(f"int8 {backend}", backend, int8_model(name, backend, options)) for backend in ("fbgemm", "x86")]
 
 
-def measure_layers(name: str, rounds: int, options: dict) -> dict:
+def example_clip(name: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """(frontend, a 1 s waveform at batch 1, its log-mel): the inputs every variant is timed on."""
+    frontend = build_frontend(model_spec(name).frontend).eval()
+    wave = torch.randn(1, 32000) * 0.1
+    return frontend, wave, frontend(wave)
+
+
+def measure_layers(name: str, models: list[tuple[str, str, torch.nn.Module]], rounds: int) -> dict:
     """Milliseconds of each layer alone, float and int8 on both engines, taking turns."""
-    mel = build_frontend(model_spec(name).frontend).eval()(torch.randn(1, 32000) * 0.1)
-    models = precisions(name, options)
+    _, _, mel = example_clip(name)
     candidates = {}
     for label, engine, model in models:
         torch.backends.quantized.engine = engine
@@ -140,11 +146,8 @@ def print_layers(name: str, timings: dict[str, dict[str, float]]) -> None:
               + f" {values['float'] / values['int8 x86']:>12.2f}x")  # fmt: skip
 
 
-def measure(name: str, rounds: int, options: dict) -> dict:
-    frontend = build_frontend(model_spec(name).frontend).eval()
-    wave = torch.randn(1, 32000) * 0.1
-    mel = frontend(wave)
-    models = precisions(name, options)
+def measure(name: str, models: list[tuple[str, str, torch.nn.Module]], rounds: int) -> dict:
+    frontend, wave, mel = example_clip(name)
     candidates = {"frontend": (frontend, wave, "x86")}
     for label, engine, model in models:
         torch.backends.quantized.engine = engine
@@ -181,8 +184,9 @@ def main() -> None:
     print(f"machine: {machine_label(machine)}")
     options = {"norm": args.norm} if args.norm else {}
     print(f"{'model':<16} {'variant':<19} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9} {'+frontend':>10}")
+    models = {name: precisions(name, options) for name in args.models}
     for name in args.models:
-        results[name] = measure(name, args.repeats, options)
+        results[name] = measure(name, models[name], args.repeats)
         variants = results[name]["variants"]
         for label, row in variants.items():
             baseline = variants[f"float {label.split()[-1]}"]  # float in the same form (eager or script)
@@ -191,7 +195,7 @@ def main() -> None:
                   f" {baseline['with_frontend_ms'] / row['with_frontend_ms']:>9.2f}x")  # fmt: skip
         print(f"{name:<16} {'frontend':<19} {results[name]['frontend_ms']:>9.3f}")
     for name in args.models if args.layers else ():
-        results[name]["layers_ms"] = measure_layers(name, args.repeats, options)
+        results[name]["layers_ms"] = measure_layers(name, models[name], args.repeats)
         print_layers(name, results[name]["layers_ms"])
     if args.out:
         with open(args.out, "w") as handle:
