@@ -4,15 +4,19 @@ run's GPU-hours from the right epochs and clip counts. Smoke sizes: no figure he
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from dsflexinet.config import load_config
 from dsflexinet.models.registry import build_model
@@ -21,10 +25,68 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def run_benchmark(script: str, *args: str) -> None:
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+# The lent GPU machine's image (the device tool's KINDS.md, read there on 2026-11-17): what the GPU run finds
+# installed beside the wheels that benchmarks/gpu_wheels.sh carries to it.
+GPU_IMAGE = frozenset(canonicalize_name(name) for name in """
+    absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
+    charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
+    cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock
+    flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx
+    huggingface-hub humanize hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt
+    jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader lightning lightning-utilities
+    linear-operator lineax llvmlite lxml markdown markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes
+    mpi4py mpmath msgpack multidict multipledispatch mypy-extensions nanobind narwhals networkx ninja numba
+    numba-cuda numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime
+    nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse
+    nvidia-cusparselt-cu13 nvidia-ml-py nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx
+    onnx-ir onnxruntime onnxscript opencv-python-headless optax opt-einsum opt-einsum-fx optimistix
+    orbax-checkpoint packaging pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client
+    propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions
+    pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout pytest-xdist python-dateutil
+    pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-core scikit-image
+    scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham simplejson six
+    sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threadpoolctl
+    tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics
+    torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop
+    wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
+""".split())
+
+# Runs a benchmark, then records the distributions that the package's modules it imported, and the script
+# itself, import anywhere in their code (lazy imports included; stdlib aside).
+RECORD_IMPORTS = """
+import ast, atexit, json, runpy, sys
+from importlib.metadata import packages_distributions
+record, script = sys.argv[1], sys.argv[2]
+def write():
+    files = [module.__file__ for name, module in list(sys.modules.items()) if name.split(".")[0] == "dsflexinet"]
+    names = set()
+    for file in [*files, script]:
+        for node in ast.walk(ast.parse(open(file).read())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+    names -= {*sys.stdlib_module_names, "dsflexinet", "__future__"}
+    found = packages_distributions()
+    open(record, "w").write(json.dumps(sorted({dist for name in names for dist in found.get(name, [name])})))
+atexit.register(write)
+sys.argv = sys.argv[2:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_benchmark(script: str, *args: str, record_imports: Path | None = None) -> None:
+    path = str(REPO / "benchmarks" / script)
+    command = [sys.executable, path] if record_imports is None else [
+        sys.executable, "-c", RECORD_IMPORTS, str(record_imports), path]  # fmt: skip
+    done = subprocess.run([*command, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def carried_wheels() -> list[str]:
+    """The packages benchmarks/gpu_wheels.sh fetches for the GPU machine."""
+    script = (REPO / "benchmarks" / "gpu_wheels.sh").read_text()
+    return re.search(r"^PACKAGES=\((.*)\)$", script, re.MULTILINE).group(1).split()
 
 
 def benchmark_module(script: str):
@@ -37,10 +99,10 @@ def benchmark_module(script: str):
 def test_gpu_benchmark_runs_its_rows_on_the_cpu_in_both_precisions(tmp_path: Path) -> None:
     """bfloat16 autocast on the CPU: the dtypes that ResNorm's hand-written backward, the fake quantizers,
     Freq-MixStyle and the KD loss meet under a GPU's mixed precision, before a GPU is lent to find out."""
-    out = tmp_path / "gpu.json"
+    out, imports = tmp_path / "gpu.json", tmp_path / "imports.json"
     smoke = ["--steps", "1", "--warmup", "1", "--batch-scale", "0.02", "--precisions", "bf16-mixed"]
     run_benchmark("gpu_throughput.py", "--device", "cpu", "--models", "cp_resnet", "sm4", "sm4_qat", *smoke,
-                  "--out", str(out))  # fmt: skip
+                  "--out", str(out), record_imports=imports)  # fmt: skip
     report = json.loads(out.read_text())
     assert report["device"] == "CPU" and report["machine"]["gpu"] is None
     assert [(row["model"], row["precision"], row["batch"]) for row in report["rows"]] == [
@@ -51,6 +113,17 @@ def test_gpu_benchmark_runs_its_rows_on_the_cpu_in_both_precisions(tmp_path: Pat
         assert row["clips_per_s"] == pytest.approx(row["batch"] / (row["step_ms"] / 1000))
         assert 0 <= row["data_wait_share"] < 1 and row["validation_clips_per_s"] > 0
     assert "projection" not in report  # a smoke size projects nothing
+    # What the run imports is on the GPU machine or carried to it, and so is what the carried packages need:
+    # that machine reaches no package index, and a missing one would cost a lent GPU's only call.
+    carried = {canonicalize_name(name) for name in carried_wheels()}
+    imported = {canonicalize_name(name) for name in json.loads(imports.read_text())}
+    assert {"torch", "pytorch-lightning", "jsonschema", "soundfile"} <= imported  # the record sees the imports
+    assert imported - GPU_IMAGE - carried == set()
+    for name in carried:
+        needs = [Requirement(line) for line in importlib.metadata.requires(name) or []]
+        needed = {canonicalize_name(need.name) for need in needs
+                  if need.marker is None or need.marker.evaluate({"python_version": "3.12", "extra": ""})}  # fmt: skip
+        assert needed - GPU_IMAGE - carried == set(), name
 
 
 def test_gpu_hours_are_projected_from_the_real_runs_epochs_and_clips() -> None:
