@@ -51,14 +51,17 @@ GPU_IMAGE = frozenset(canonicalize_name(name) for name in """
     wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
 """.split())
 
-# Runs a benchmark, then records the distributions that the package's modules it imported, and the script
-# itself, import anywhere in their code (lazy imports included; stdlib aside).
+# Runs a benchmark, then records the distributions that the package's modules it imported, every model module
+# (the registry imports a model's module only when it builds one), and the script itself import anywhere in
+# their code (lazy imports included; stdlib aside).
 RECORD_IMPORTS = """
 import ast, atexit, json, runpy, sys
 from importlib.metadata import packages_distributions
+from pathlib import Path
 record, script = sys.argv[1], sys.argv[2]
 def write():
-    files = [module.__file__ for name, module in list(sys.modules.items()) if name.split(".")[0] == "dsflexinet"]
+    files = {module.__file__ for name, module in list(sys.modules.items()) if name.split(".")[0] == "dsflexinet"}
+    files.update(map(str, Path(sys.modules["dsflexinet.models"].__file__).parent.glob("*.py")))
     names = set()
     for file in [*files, script]:
         for node in ast.walk(ast.parse(open(file).read())):
