@@ -16,11 +16,14 @@ for name in "${PACKAGES[@]}"; do
     }
     pins+=("$pin")
 done
-rm -rf .whl
 platforms=()
 for tag in manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1; do
     platforms+=(--platform "${tag}_x86_64")
 done
+# into a fresh folder first: a failed download leaves the wheels of the last good one in place
+rm -rf .whl.partial
 "${PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    "${platforms[@]}" -d .whl "${pins[@]}"
+    "${platforms[@]}" -d .whl.partial "${pins[@]}"
+rm -rf .whl
+mv .whl.partial .whl
 ls .whl

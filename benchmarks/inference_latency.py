@@ -119,9 +119,8 @@ def example_clip(name: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor
     return frontend, wave, frontend(wave)
 
 
-def measure_layers(name: str, models: list[tuple[str, str, torch.nn.Module]], rounds: int) -> dict:
+def measure_layers(models: list[tuple[str, str, torch.nn.Module]], mel: torch.Tensor, rounds: int) -> dict:
     """Milliseconds of each layer alone, float and int8 on both engines, taking turns."""
-    _, _, mel = example_clip(name)
     candidates = {}
     for label, engine, model in models:
         torch.backends.quantized.engine = engine
@@ -146,8 +145,8 @@ def print_layers(name: str, timings: dict[str, dict[str, float]]) -> None:
               + f" {values['float'] / values['int8 x86']:>12.2f}x")  # fmt: skip
 
 
-def measure(name: str, models: list[tuple[str, str, torch.nn.Module]], rounds: int) -> dict:
-    frontend, wave, mel = example_clip(name)
+def measure(models: list[tuple[str, str, torch.nn.Module]], clip: tuple, rounds: int) -> dict:
+    frontend, wave, mel = clip
     candidates = {"frontend": (frontend, wave, "x86")}
     for label, engine, model in models:
         torch.backends.quantized.engine = engine
@@ -185,8 +184,9 @@ def main() -> None:
     options = {"norm": args.norm} if args.norm else {}
     print(f"{'model':<16} {'variant':<19} {'model ms':>9} {'+frontend ms':>13} {'speed-up':>9} {'+frontend':>10}")
     models = {name: precisions(name, options) for name in args.models}
+    clips = {name: example_clip(name) for name in args.models}  # the whole models and their layers see one clip
     for name in args.models:
-        results[name] = measure(name, models[name], args.repeats)
+        results[name] = measure(models[name], clips[name], args.repeats)
         variants = results[name]["variants"]
         for label, row in variants.items():
             baseline = variants[f"float {label.split()[-1]}"]  # float in the same form (eager or script)
@@ -195,7 +195,7 @@ def main() -> None:
                   f" {baseline['with_frontend_ms'] / row['with_frontend_ms']:>9.2f}x")  # fmt: skip
         print(f"{name:<16} {'frontend':<19} {results[name]['frontend_ms']:>9.3f}")
     for name in args.models if args.layers else ():
-        results[name]["layers_ms"] = measure_layers(name, models[name], args.repeats)
+        results[name]["layers_ms"] = measure_layers(models[name], clips[name][2], args.repeats)
         print_layers(name, results[name]["layers_ms"])
     if args.out:
         with open(args.out, "w") as handle:
