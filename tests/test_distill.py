@@ -204,6 +204,13 @@ def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) ->
     assert holdout["test"]["fused"]["accuracy"] > in_sample["test"]["fused"]["accuracy"]
     assert (in_sample["student_train"]["fused"]["mean_top_probability"]
             > holdout["student_train"]["fused"]["mean_top_probability"])  # fmt: skip
+    # Every teacher's development score on the hold-out: the memoriser's is chance there, as on the test split.
+    scores = {name: result["accuracy"] for name, result in holdout["holdout"].items()}
+    assert holdout["holdout"]["t0"]["clips"] == 100 and scores["t1"] > 0.6 > 0.3 > scores["t0"]
+    # The fused ensemble fitted on the hold-out has no development score there; fitted elsewhere it has.
+    assert set(holdout["holdout"]) == {"t0", "t1", "average"}
+    assert set(in_sample["holdout"]) == {"t0", "t1", "average", "fused"}
+    assert in_sample["holdout"]["average"] == holdout["holdout"]["average"]
 
 
 def test_the_holdout_chooses_the_shrinkage_and_whether_to_fit_at_all(tmp_path: Path) -> None:

@@ -130,7 +130,10 @@ def fuse_teachers(
     Outputs (layout.EnsembleFiles): the fused and averaged logits of all train and test clips (the format of
     distill.logits), and the report: alpha and its sum, beta, cross-entropies where fitted and on the hold-out,
     accuracy and target sharpness on the students' training clips, test metrics per device of every teacher and
-    ensemble (measured, never used).
+    ensemble (measured, never used), and hold-out metrics of every teacher and of the average: the hold-out's
+    locations are ones no teacher trained on, so their accuracy there is the development score on which teacher
+    settings (epochs, augmentation) are chosen without the test split. The fused ensemble is left out there when
+    it was fitted on those clips.
     """
     from dsflexinet.atomic import write_json
     from dsflexinet.data.cache import WaveformCache
@@ -187,14 +190,23 @@ def fuse_teachers(
         "holdout_cross_entropy": {},
         "student_train": {},
         "test": {},
+        "holdout": {},
     }
+    holdout_devices = caches["train"].clips["device"].to_numpy()[holdout]
+    fitted_on_holdout = fit == "holdout" and fit_report["kept"]
     for index, name in enumerate(teacher_logits):
         report["test"][name] = scene_metrics(stacked["test"][index], labels["test"], test_devices)
+        if holdout.size:
+            report["holdout"][name] = scene_metrics(stacked["train"][index, holdout], labels["train"][holdout],
+                                                    holdout_devices)  # fmt: skip
     for name, ensemble in ensembles.items():
         fused = {split: ensemble.apply(stacked[split]) for split in caches}
         report["fit_cross_entropy"][name] = cross_entropy(fused["train"][rows["fit"]], labels["train"][rows["fit"]])
         if holdout.size:
             report["holdout_cross_entropy"][name] = cross_entropy(fused["train"][holdout], labels["train"][holdout])
+            if not (name == "fused" and fitted_on_holdout):
+                report["holdout"][name] = scene_metrics(fused["train"][holdout], labels["train"][holdout],
+                                                        holdout_devices)  # fmt: skip
         on_students = fused["train"][rows["students"]]
         report["student_train"][name] = {
             "accuracy": float((on_students.argmax(axis=1) == labels["train"][rows["students"]]).mean()),

@@ -73,9 +73,11 @@ def write_plot_data(runs: dict[str, SeedFiles], curves_csv: Path, devices_csv: P
 
 
 def ensemble_metrics(fusion: dict) -> dict:
-    """The teachers' side: every teacher's and ensemble's test accuracy, and what the fusion fit did."""
+    """The teachers' side: every teacher's and ensemble's test accuracy, their accuracy on the fusion hold-out
+    (the development score teacher settings are compared on), and what the fusion fit did."""
     return {
         "test_accuracy": {name: _rounded(result["accuracy"]) for name, result in fusion["test"].items()},
+        "holdout_accuracy": {name: _rounded(result["accuracy"]) for name, result in fusion["holdout"].items()},
         "fusion_fit": fusion["fit"]["on"],
         "alpha_sum": _rounded(fusion["alpha_sum"]),
         "holdout_cross_entropy": {name: None if value is None else _rounded(value)
