@@ -273,6 +273,7 @@ def test_device_group_difference_pairs_through_locations() -> None:
     system = System("sm4", {1: clips_table(correct, identifiers, devices)})
     difference = device_group_difference(system, ["s4", "s5", "s6"], ["s1", "s2", "s3"])
     assert difference.values_a == (0.5,) and difference.values_b == (1.0,)
+    assert (difference.clips, difference.locations) == (60, 10)  # S1-S6's clips, not the table's 90
     assert (difference.estimate, difference.low, difference.high) == (-0.5, pytest.approx(-0.8), pytest.approx(-0.2))
     with pytest.raises(PipelineError, match="no clips of device"):
         device_group_difference(System("a-only", {1: clips_table(correct, identifiers, ["a"] * 90)}), ["s4"], ["a"])
@@ -360,11 +361,13 @@ def test_write_claims_and_plot(tmp_path: Path) -> None:
     unseen_row = accuracy.loc["Fused: unseen S4-S6 < seen S1-S3"]
     assert (unseen_row["difference_pp"], unseen_row["low_pp"], unseen_row["high_pp"]) == (-50.0, -80.0, -20.0)
     assert unseen_row["verdict"] == "supported" and unseen_row["a"] == "fused float S4-S6"
+    assert (unseen_row["clips"], fused_vs_avg["clips"]) == (60, 90)
     assert pd.read_csv(tmp_path / "claims.csv").shape == (6, len(CLAIM_COLUMNS))
     markdown = (tmp_path / "claims.md").read_text()
     assert "## accuracy (%)" in markdown and "## macro accuracy (%)" in markdown
     assert "| KD: Fused > Averaged | Table IV | +1.78 | +33.33 [" in markdown
     assert "fused float: 83.3 ± 0.0 (n=2)" in markdown and "over the 10 test recording locations" in markdown
+    assert "paired over the 90/60 test clips each comparison reads" in markdown
     assert markdown.endswith("\nTrained on: AMD EPYC 7B13 [no AVX2], torch 2.14.1; Intel Xeon [no AVX2], torch 2.14.1. "
                              "Evaluated on: AMD EPYC 7B13 [no AVX2], torch 2.14.1.\n")
     plot_claims(frame, tmp_path / "claims.png")

@@ -212,8 +212,9 @@ def _markdown(frame: pd.DataFrame, machines: str) -> str:
         "# Claims of the paper, tested on this run",
         "",
         (
-            f"Each row: A - B in percentage points, paired over the same {counts('clips')} test clips and the seeds "
-            f"both share; {100 * first['confidence']:g} % interval from a bootstrap over the {counts('locations')} "
+            f"Each row: A - B in percentage points, paired over the {counts('clips')} test clips each comparison reads"
+            f" (both sides the same clips, or a device group's recordings at the same locations) and the seeds both"
+            f" share; {100 * first['confidence']:g} % interval from a bootstrap over the {counts('locations')} "
             f"test recording locations ({first['resamples']} resamples, RNG seed {first['rng_seed']}), widened by the "
             "seeds' t-interval where n > 1. Verdict: *supported* where the interval lies wholly on the claimed side "
             "of the threshold (0, or the bound of a bound claim), *contradicted* where it lies wholly on the other "

@@ -12,10 +12,11 @@ How the interval is built (`paired_difference`), and why:
   independent and understates the interval (tests/test_claims.py simulates 30 locations with location-dependent
   effects: a clip interval held the true difference in 58-65 % of test sets, the location interval in 93 %,
   for a 95 % interval; with 30 clusters the percentile bootstrap runs a little short). Locations are not
-  stratified by scene: the default synthetic run has one test location per scene, where a stratified resample
-  would have no spread at all; on TAU22 the unstratified resample only adds class-mix variation (wider, never
-  narrower). Both systems and every seed see the same resample (paired), and the replicate is the difference
-  of the mean-over-seeds statistics; its percentile interval is the test-set part of the uncertainty.
+  stratified by scene: the default synthetic run has two test locations per scene (20 in all), where a
+  stratified resample would draw each scene's from two; on TAU22 the unstratified resample only adds class-mix
+  variation (wider, never narrower). Both systems and every seed see the same resample (paired), and the
+  replicate is the difference of the mean-over-seeds statistics; its percentile interval is the test-set part of
+  the uncertainty.
 - With n > 1 seeds the training run itself varies (FACTS.md: one model moved by up to 8 points between two
   machines). On one fixed test set the spread of the per-seed differences measures that training variation
   (the test-set variation is common to all seeds), independent of which locations were recorded. Its part is
@@ -292,8 +293,16 @@ def paired_difference(a: System, b: System, name: str = "accuracy", *, devices_a
     return Difference(
         statistic=name, seeds=seeds, values_a=tuple(map(float, values_a)), values_b=tuple(map(float, values_b)),
         low=low, high=high, test_low=test_low, test_high=test_high, confidence=confidence,
-        locations=len(bootstrap.names), clips=len(reference), resamples=resamples, rng_seed=rng_seed,
+        locations=len(bootstrap.names), clips=_clips_read(reference, devices_a, devices_b), resamples=resamples,
+        rng_seed=rng_seed,
     )  # fmt: skip
+
+
+def _clips_read(clips: pd.DataFrame, devices_a: Sequence[str] | None, devices_b: Sequence[str] | None) -> int:
+    """How many test clips a comparison reads: all of them, or those of the two sides' device groups."""
+    if devices_a is None or devices_b is None:
+        return len(clips)
+    return int(clips["device"].isin([*devices_a, *devices_b]).sum())
 
 
 def statistic_interval(system: System, name: str = "accuracy", *, resamples: int = RESAMPLES,
