@@ -128,6 +128,35 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-4) and row["scene"] in row
 
 
+def test_development_run_validates_on_held_out_training_clips(inputs, tmp_path: Path) -> None:
+    """validation: holdout: the curve is drawn on the hold-out's rows of the training cache, never on clips the
+    job learns from."""
+    from dsflexinet.data.cache import WaveformCache
+    from dsflexinet.data.splits import read_clip_table
+    from dsflexinet.errors import PipelineError
+
+    cached = read_clip_table(inputs["train"].with_suffix(".tsv"))  # the tiny set has one location per scene
+    splits = [tmp_path / f"{name}.tsv" for name in ("students", "teachers", "holdout")]
+    for table, path in zip((cached, cached.iloc[::2], cached.iloc[1::2]), splits, strict=True):
+        table.to_csv(path, sep="\t", index=False)
+    counts = {"train": 70, "teacher_train": 35, "fusion_holdout": 35}
+    data = TrainingData(inputs["train"], inputs["test"], train_clips=splits[1], validation_clips=splits[2])
+    module = data.datamodule({}, batch_size=8, compute={})
+    module.setup()
+    names = WaveformCache.open(inputs["train"]).clips["filename"].to_numpy()
+    held = set(read_clip_table(splits[2])["filename"])
+    assert len(module.validation_set) == counts["fusion_holdout"] and len(module.train_set) == counts["teacher_train"]
+    assert set(names[module.validation_set.rows]) == held and not held & set(names[module.train_set.rows])
+    batch = next(iter(module.val_dataloader()))
+    assert batch["wave"].shape == (min(counts["fusion_holdout"], 256), 32000)
+    leaking = TrainingData(inputs["train"], inputs["test"], train_clips=splits[0], validation_clips=splits[2])
+    with pytest.raises(PipelineError, match=f"{splits[2]}: {counts['fusion_holdout']} validation clip.* also training"):
+        leaking.datamodule({}, batch_size=8, compute={}).setup()
+    test_split = TrainingData(inputs["train"], inputs["test"], train_clips=splits[0]).datamodule({}, 8, {})
+    test_split.setup()
+    assert len(test_split.validation_set) == 180
+
+
 @pytest.fixture
 def tau_clips_dir_or_none() -> Path | None:
     from tests.conftest import SHARED

@@ -81,3 +81,28 @@ def test_last_ten_epochs_and_metrics_over_seeds(tmp_path: Path) -> None:
     metrics = student_metrics(seeds)
     assert metrics["accuracy_float"] == {"mean": 0.5, "std": pytest.approx(0.1414, abs=1e-4), "n": 2}
     assert metrics["unseen_accuracy_int8"]["n"] == 2 and metrics["params"] == 1000
+
+
+def test_development_metrics_summarise_curves_on_the_holdout(tmp_path: Path) -> None:
+    from dsflexinet.report.summary import write_development_metrics
+
+    epochs = 12
+    curve = pd.DataFrame({"epoch": range(1, epochs + 1), "train_acc": [0.2] * (epochs - 1) + [0.9],
+                          "train_loss": [2.0] * (epochs - 1) + [0.5], "val_acc": [None] * 2 + [0.5] * 9 + [0.7],
+                          "val_loss": [None] * 2 + [1.5] * 9 + [1.2]})  # fmt: skip
+    curve.to_csv(tmp_path / "history.csv", index=False)
+    held = pd.DataFrame({"filename": [f"audio/park-lyon-{i // 4}-0-{i}-a.wav" for i in range(12)],
+                         "scene_label": "park", "label": 0, "city": "lyon",
+                         "identifier": [f"lyon-{i // 4}" for i in range(12)], "device": "a"})  # fmt: skip
+    held.to_csv(tmp_path / "holdout.tsv", sep="\t", index=False)
+    fusion = {"teachers": ["t1"], "holdout": {"t1": {"accuracy": 0.6}, "average": {"accuracy": 0.65}}}
+    (tmp_path / "fusion.json").write_text(json.dumps(fusion))
+    metrics = write_development_metrics({"student sm4": tmp_path / "history.csv"}, tmp_path / "fusion.json",
+                                        tmp_path / "holdout.tsv", tmp_path / "development.json")  # fmt: skip
+    assert metrics == json.loads((tmp_path / "development.json").read_text())
+    assert metrics["holdout"] == {"clips": 12, "locations": 3}
+    assert metrics["curves"]["student sm4"] == {
+        "epochs": 12, "validated_epochs": 10, "val_accuracy_last": 0.7, "val_accuracy_last10": 0.52,
+        "val_log_loss_last": 1.2, "train_accuracy_last": 0.9, "train_loss_last": 0.5,
+    }  # fmt: skip
+    assert metrics["ensemble_holdout_accuracy"] == {"average": 0.65}  # the teachers' own are in their curves

@@ -174,3 +174,25 @@ def test_every_student_run_is_trained_once_per_seed(tmp_path: Path) -> None:
     assert counts["train_student"] == 2 * 11 and counts["qat_student"] == 2 * 11
     assert counts["evaluate_student"] == 2 * 22 and counts["train_teacher"] == 12 and counts["fuse_teachers"] == 1
     assert counts["report_table"] == 4 and counts["report_claims"] == 1
+
+
+def test_development_run_validates_on_the_holdout_and_builds_no_test_report() -> None:
+    """config/development.yaml: students learn from the teachers' share, every training job validates on the
+    fusion hold-out, the run ends in development.json, and a report that reads training curves is refused."""
+    counts = job_counts("--configfile", "config/development.yaml")
+    assert counts == {
+        "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
+        "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
+        "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1, "train_student": 11,
+        "report_development": 1, "all": 1,
+    }  # fmt: skip
+    result = snakemake("-n", "--forceall", "--nolock", "-p", "--configfile", "config/development.yaml")
+    training = [line for line in result.stdout.splitlines() if " -m dsflexinet" in line and " train " in line]
+    assert len(training) == 23
+    assert all("--validation-clips results/split100/splits/fusion_holdout.tsv" in line for line in training)
+    assert all("--train-clips results/split100/splits/teacher_train.tsv" in line for line in training)
+    refused = snakemake("-n", "--nolock", "results/tables/table4.md", "--configfile", "config/development.yaml")
+    assert refused.returncode != 0
+    assert "the training curves are on the fusion hold-out" in refused.stdout + refused.stderr
+    default = snakemake("-n", "--forceall", "--nolock", "-p")
+    assert "--validation-clips" not in default.stdout and default.stdout.count("splits/train.tsv") >= 11

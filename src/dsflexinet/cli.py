@@ -280,6 +280,8 @@ def _add_training_inputs(command: argparse.ArgumentParser) -> None:
     command.add_argument("--train-clips", type=Path, default=None,
                          help="clip table of the training clips to learn from (default: all of the cache)")  # fmt: skip
     command.add_argument("--test-cache", type=Path, required=True, help="results/cache/test.npy (validation curve)")
+    command.add_argument("--validation-clips", type=Path, default=None,
+                         help="clip table of held-out training clips to validate on (default: test split)")  # fmt: skip
     command.add_argument("--impulse-responses", type=Path, default=None, help="DIR set directory (DIR/ADIR)")
     command.add_argument("--energy", type=Path, default=None,
                          help="energy analysis JSON (ADIR threshold 'energy_analysis')")  # fmt: skip
@@ -295,8 +297,9 @@ def _training_data(args: argparse.Namespace) -> TrainingData:
     from dsflexinet.train.data import TrainingData
 
     return TrainingData(
-        args.train_cache, args.test_cache, args.impulse_responses, args.energy, args.teacher_logits, args.train_clips
-    )
+        args.train_cache, args.test_cache, args.impulse_responses, args.energy, args.teacher_logits, args.train_clips,
+        args.validation_clips,
+    )  # fmt: skip
 
 
 def _log_saved(path: Path | None) -> None:
@@ -445,6 +448,12 @@ def _report_metrics(args: argparse.Namespace) -> None:
     write_metrics(args.inputs, args.fusion, args.energy, args.out, args.out_curves, args.out_devices)
 
 
+def _report_development(args: argparse.Namespace) -> None:
+    from dsflexinet.report.summary import write_development_metrics
+
+    write_development_metrics(args.histories, args.fusion, args.holdout_clips, args.out)
+
+
 def _report_claims(args: argparse.Namespace) -> None:
     from dsflexinet.report.claims import write_claims
     from dsflexinet.report.figures import plot_claims
@@ -490,6 +499,13 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--out-curves", type=Path, required=True, help="validation accuracy per epoch (CSV)")
     command.add_argument("--out-devices", type=Path, required=True, help="accuracy per device (CSV)")
     command.set_defaults(handler=_report_metrics)
+
+    command = commands.add_parser("report-development", help="development.json: a development run's hold-out scores")
+    command.add_argument("--histories", type=_json_object, required=True, help="JSON {name: history.csv}")
+    command.add_argument("--fusion", type=Path, required=True, help="the ensemble's fusion.json")
+    command.add_argument("--holdout-clips", type=Path, required=True, help="the fusion hold-out's clip table")
+    command.add_argument("--out", type=Path, required=True, help="development.json")
+    command.set_defaults(handler=_report_development)
 
 
 # --- DCASE ----------------------------------------------------------------------------------------------------

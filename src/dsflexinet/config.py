@@ -157,6 +157,8 @@ def _check_fusion(config: dict) -> None:
     fusion = config["teachers"]["fusion"]
     if fusion["fit"] == "holdout" and fusion["holdout_fraction"] == 0:
         raise PipelineError("config: teachers.fusion: fit 'holdout' needs a holdout_fraction above 0")
+    if config["validation"] == "holdout" and fusion["holdout_fraction"] == 0:
+        raise PipelineError("config: validation 'holdout' needs teachers.fusion.holdout_fraction above 0")
 
 
 def _check_reports(config: dict) -> None:

@@ -15,6 +15,7 @@
         submission/{run}/s{seed}/           output.csv and info.json for the DCASE challenge (DCASE'24: one per
                                             subset); incomplete/ holds those of a try with unreadable clips
       tables/, figures/, plots/, metrics.json   the reports of the configured subset; data_efficiency.* spans subsets
+      development.json                      instead of them in a development run (config/development.yaml)
       benchmarks/                           Snakemake's time and memory of every job
 
 Patterns keep Snakemake's `{wildcard}` fields; call the functions with values for concrete paths. A job is
@@ -172,6 +173,7 @@ def figure(name: str) -> str:
 
 
 METRICS = f"{RESULTS}/metrics.json"
+DEVELOPMENT = f"{RESULTS}/development.json"  # a development run's scores on the hold-out (validation: holdout)
 VALIDATION_CURVES = f"{RESULTS}/plots/val_accuracy.csv"
 DEVICE_ACCURACY = f"{RESULTS}/plots/device_accuracy.csv"
 

@@ -48,6 +48,9 @@ TEACHERS = teacher_names(config)
 STUDENTS = list(config["students"]["runs"])
 SEEDS = student_seeds(config)
 REPORTS = config["reports"]
+# A development run (config/development.yaml): students learn from the teachers' share of the training clips and
+# every training job validates on the fusion hold-out, so settings are compared without the test split.
+DEVELOPMENT = config["validation"] == "holdout"
 COMPUTE = config["compute"]
 # Part of a result's identity: settings that change what training computes. Worker processes and threads only
 # change how fast (they reach the jobs as `threads` and a resource, which Snakemake does not rerun jobs for).
@@ -101,8 +104,11 @@ def subset_table(subset):
 
 
 def training_inputs(spec, subset, train_clips, teachers=None):
-    """Files a training job reads: the caches and its clip table, the DIR set, the energy analysis, teacher logits."""
+    """Files a training job reads: the caches and its clip tables (what it learns from; in a development run also
+    the hold-out it validates on), the DIR set, the energy analysis, teacher logits."""
     inputs = {"train": CACHE["train"], "test": CACHE["test"], "train_clips": train_clips}
+    if DEVELOPMENT:
+        inputs["validation_clips"] = layout.splits(subset).fusion_holdout
     if spec["augment"]["device_ir"]:
         inputs["impulse_responses"] = IR_DIR
     if needs_energy_analysis(spec):
@@ -122,7 +128,8 @@ def teacher_inputs(wildcards):
 def student_inputs(wildcards):
     spec = student_spec(config, wildcards.run, int(wildcards.seed))
     teachers = spec.get("distillation", {}).get("teachers")
-    return training_inputs(spec, wildcards.subset, layout.splits(wildcards.subset).train, teachers)
+    splits = layout.splits(wildcards.subset)
+    return training_inputs(spec, wildcards.subset, splits.teacher_train if DEVELOPMENT else splits.train, teachers)
 
 
 def qat_inputs(wildcards):
@@ -133,7 +140,7 @@ def qat_inputs(wildcards):
 
 
 def optional_training_flags(wildcards, input):
-    names = ("train_clips", "impulse_responses", "energy", "teacher_logits")
+    names = ("train_clips", "validation_clips", "impulse_responses", "energy", "teacher_logits")
     return " ".join(flag(name.replace("_", "-"), input.get(name)) for name in names)
 
 
@@ -177,8 +184,19 @@ def input_paths(inputs):
     return [path for seeds in inputs.values() for files in seeds.values() for path in files.values()]
 
 
+def test_curves(roles):
+    """The roles a report reads, refused where it reads validation curves of a development run (on the hold-out,
+    which the report would present as the test split's)."""
+    if DEVELOPMENT and "history" in roles:
+        raise WorkflowError(
+            "validation: holdout: the training curves are on the fusion hold-out, not the test split; this report"
+            " reads them (build the development run's results/development.json, or set validation: test)"
+        )
+    return roles
+
+
 def table_inputs(wildcards):
-    return input_paths(report_inputs(report_section(wildcards.table), TABLE_ROLES[wildcards.table]))
+    return input_paths(report_inputs(report_section(wildcards.table), test_curves(TABLE_ROLES[wildcards.table])))
 
 
 # Each claim of the paper with the per-clip tables and evaluations of its two systems, every seed.
@@ -189,7 +207,17 @@ CLAIMS_PLAN = claims_plan(
 )
 
 
+def development_histories():
+    """{name: history.csv} of every teacher and of every student run's first seed: what a development run compares."""
+    return {
+        **{f"teacher {name}": layout.teacher(SUBSET, name).training.history for name in TEACHERS},
+        **{f"student {run}": layout.student(SUBSET, run, SEEDS[0]).training.history for run in STUDENTS},
+    }
+
+
 def final_targets():
+    if DEVELOPMENT:
+        return [layout.DEVELOPMENT]
     return [
         layout.DATASET_SUMMARY,
         layout.energy(SUBSET).stats,

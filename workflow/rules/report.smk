@@ -51,7 +51,7 @@ rule report_confusion:
 
 rule report_metrics:
     input:
-        runs=input_paths(report_inputs({run: run for run in STUDENTS}, METRICS_ROLES)),
+        runs=lambda wildcards: input_paths(report_inputs({run: run for run in STUDENTS}, test_curves(METRICS_ROLES))),
         fusion=layout.ensemble(SUBSET).report,
         energy=layout.energy(SUBSET).stats,
     output:
@@ -94,3 +94,25 @@ rule report_claims:
     shell:
         "python -m dsflexinet report-claims --plan {params.plan:q} --out-csv {output.csv:q}"
         " --out-md {output.markdown:q} --out-png {output.figure:q} > {log:q} 2>&1"
+
+
+rule report_development:
+    input:
+        histories=list(development_histories().values()),
+        fusion=layout.ensemble(SUBSET).report,
+        holdout=layout.splits(SUBSET).fusion_holdout,
+    output:
+        layout.DEVELOPMENT,
+    params:
+        histories=as_ordered_json(development_histories()),
+    log:
+        "logs/report/development.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/report_development.tsv"
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet report-development --histories {params.histories:q} --fusion {input.fusion:q}"
+        " --holdout-clips {input.holdout:q} --out {output:q} > {log:q} 2>&1"

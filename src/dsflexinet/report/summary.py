@@ -13,6 +13,7 @@ import pandas as pd
 
 from dsflexinet.atomic import atomic_path, read_json, write_json
 from dsflexinet.data.tau22 import DEVICES
+from dsflexinet.errors import PipelineError
 from dsflexinet.report.stats import mean_std
 from dsflexinet.report.tables import SeedFiles, first_seed, last_epochs_accuracy, read_complexity
 
@@ -85,6 +86,44 @@ def ensemble_metrics(fusion: dict) -> dict:
         "student_train_top_probability": {name: _rounded(result["mean_top_probability"])
                                           for name, result in fusion["student_train"].items()},  # fmt: skip
     }
+
+
+def training_curve_summary(history: Path) -> dict:
+    """The end of one training curve: the last epoch's validation and training scores, and the mean validation
+    accuracy of the last validated epochs (up to ten, as the tables average)."""
+    frame = pd.read_csv(history)
+    validated = frame.dropna(subset=["val_acc"])
+    if validated.empty:
+        raise PipelineError(f"{history}: no validation accuracy per epoch")
+    last, trained = validated.iloc[-1], frame.dropna(subset=["train_acc"]).iloc[-1]
+    return {
+        "epochs": int(frame["epoch"].max()),
+        "validated_epochs": len(validated),
+        "val_accuracy_last": _rounded(last["val_acc"]),
+        "val_accuracy_last10": _rounded(last_epochs_accuracy(history)),
+        "val_log_loss_last": _rounded(last["val_loss"]),
+        "train_accuracy_last": _rounded(trained["train_acc"]),
+        "train_loss_last": _rounded(trained["train_loss"]),
+    }
+
+
+def write_development_metrics(histories: dict[str, Path], fusion_json: Path, holdout_clips: Path, out: Path) -> dict:
+    """results/development.json of a development run (`validation: holdout`): every training curve's end on the
+    fusion hold-out, which no model of the run trained on, and the ensembles' scores there; the hold-out's size,
+    the n behind each accuracy. `dvc metrics diff` between two development runs compares settings without the
+    test split."""
+    from dsflexinet.data.splits import read_clip_table
+
+    held = read_clip_table(holdout_clips)
+    fusion = read_json(fusion_json)
+    metrics = {
+        "holdout": {"clips": len(held), "locations": int(held["identifier"].nunique())},
+        "curves": {name: training_curve_summary(Path(path)) for name, path in histories.items()},
+        "ensemble_holdout_accuracy": {name: _rounded(result["accuracy"])
+                                      for name, result in fusion["holdout"].items() if name not in fusion["teachers"]},
+    }  # fmt: skip
+    write_json(out, metrics)
+    return metrics
 
 
 def write_metrics(

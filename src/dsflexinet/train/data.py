@@ -21,6 +21,7 @@ from dsflexinet.data.cache import WaveformCache
 from dsflexinet.data.splits import read_clip_table
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.distill.logits import load_logits
+from dsflexinet.errors import PipelineError
 from dsflexinet.modelfile import ModelInput
 
 DEVICE_INDEX = {device: index for index, device in enumerate(DEVICES)}
@@ -61,8 +62,9 @@ def _keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class CacheDataModule(pl.LightningDataModule):
-    """Training clips (shuffled; all of the training cache, or those a clip table lists) and the test split (the
-    per-epoch validation curve), from waveform caches."""
+    """Training clips (shuffled; all of the training cache, or those a clip table lists) and the clips of the
+    per-epoch validation curve, from waveform caches: the test split, or with `validation_clips` held-out rows of
+    the training cache (the development run, config `validation: holdout`), which must not be trained on."""
 
     def __init__(
         self,
@@ -73,10 +75,11 @@ class CacheDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         eval_batch_size: int = 256,
         train_clips: str | Path | None = None,
+        validation_clips: str | Path | None = None,
     ):
         super().__init__()
         self.train_cache, self.test_cache = Path(train_cache), Path(test_cache)
-        self.teacher_logits, self.train_clips = teacher_logits, train_clips
+        self.teacher_logits, self.train_clips, self.validation_clips = teacher_logits, train_clips, validation_clips
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
 
     def setup(self, stage: str | None = None) -> None:
@@ -89,7 +92,17 @@ class CacheDataModule(pl.LightningDataModule):
             names = train.clips["filename"].to_numpy() if rows is None else train.clips["filename"].to_numpy()[rows]
             _, teacher = load_logits(self.teacher_logits, names.tolist())
         self.train_set = ClipBatches(train, teacher, rows)
-        self.test_set = ClipBatches(WaveformCache.open(self.test_cache))
+        if self.validation_clips is None:
+            self.validation_set = ClipBatches(WaveformCache.open(self.test_cache))
+            return
+        held = train.rows_of(read_clip_table(self.validation_clips), self.validation_clips)
+        trained = np.intersect1d(held, self.train_set.rows)
+        if trained.size:
+            raise PipelineError(
+                f"{self.validation_clips}: {trained.size} validation clip(s) are also training clips"
+                f" ({self.train_clips or self.train_cache}), e.g. {train.clips['filename'].iloc[trained[0]]}"
+            )
+        self.validation_set = ClipBatches(train, None, held)
 
     def _loader(self, dataset: ClipBatches, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(
@@ -101,7 +114,7 @@ class CacheDataModule(pl.LightningDataModule):
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+        return self._loader(self.validation_set, self.eval_batch_size, shuffle=False)
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,7 @@ class TrainingData:
     energy: Path | None = None
     teacher_logits: Path | None = None
     train_clips: Path | None = None
+    validation_clips: Path | None = None  # held-out training clips to validate on instead of the test split
 
     def energy_threshold(self) -> float | None:
         """The threshold of the energy analysis, if the job was given one."""
@@ -131,5 +145,5 @@ class TrainingData:
         logits = self.teacher_logits if spec.get("distillation") else None
         return CacheDataModule(
             self.train_cache, self.test_cache, batch_size, logits, compute.get("num_workers", 0),
-            train_clips=self.train_clips,
+            train_clips=self.train_clips, validation_clips=self.validation_clips,
         )  # fmt: skip
