@@ -187,7 +187,7 @@ class Interval:
     test_high: float
     confidence: float
     locations: int
-    clips: int
+    clips: int  # test clips read: all, or those of a device-group comparison's two groups
     resamples: int
     rng_seed: int
 
