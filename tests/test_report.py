@@ -55,6 +55,18 @@ def test_device_table_over_seeds(tmp_path: Path) -> None:
     assert pd.read_csv(tmp_path / "t5.csv").shape == (4, len(frame.columns))
 
 
+def test_a_run_with_fewer_validated_epochs_is_named_under_its_table(tmp_path: Path) -> None:
+    runs = _runs(tmp_path)
+    write_table("table5", runs, tmp_path / "full.csv", tmp_path / "full.md")
+    assert "Note:" not in (tmp_path / "full.md").read_text()  # 15 validated epochs in every run: ten averaged
+    _history(runs["better"]["2"]["history"], [None] * 4 + [0.5] * 8)  # an 8-epoch curve in one seed
+    frame = write_table("table5", runs, tmp_path / "t5.csv", tmp_path / "t5.md")
+    assert frame["ACC (last 10 epochs)"].tolist() == pytest.approx([40.0, 60.0, 50.0, 50.0])
+    this_run = (tmp_path / "t5.md").read_text().split("The paper")[0]
+    note = "Note: ACC (last 10 epochs) averages fewer epochs where fewer were validated (better seed 2: 8).\n"
+    assert note in this_run
+
+
 def test_tables_name_the_machines_of_their_rows(tmp_path: Path) -> None:
     runs = _runs(tmp_path)
     write_table("table5", runs, tmp_path / "old.csv", tmp_path / "old.md")  # evaluations from before the records
