@@ -33,7 +33,7 @@ from dsflexinet.quant.finetune import qat_job
 from dsflexinet.report.stats import read_clips, statistic
 from dsflexinet.train import run as run_module
 from dsflexinet.train.data import TrainingData
-from dsflexinet.train.module import EpochMeans
+from dsflexinet.train.module import EpochMeans, SceneClassifier, ValidationInputs
 from dsflexinet.train.run import train_job
 from tests.conftest import REPO, tiny_pipeline_config
 
@@ -326,6 +326,44 @@ def test_validation_curve_of_the_last_epochs_only(config, inputs, tmp_path: Path
     spec["schedule"]["validate_last_epochs"] = 3
     every = train_job(spec, _teacher_data(inputs), _files(tmp_path / "every"), COMPUTE)
     assert _same_weights(sparse, every)
+
+
+def test_validation_inputs_are_computed_once_and_reused_bit_for_bit() -> None:
+    """Every validated epoch after the first reuses the kept log-mels: the frontend runs once per batch, and the
+    curve's numbers are the bits a pass that recomputes them gives; a batch whose clips changed is recomputed,
+    and nothing is kept beyond the budget."""
+    from torch.utils.data import DataLoader
+
+    from dsflexinet.audio.frontend import build_frontend
+    from dsflexinet.audio.pipeline import TrainingInput
+    from dsflexinet.models.registry import build_model
+
+    generator = torch.Generator().manual_seed(11)
+    batches = [{"wave": torch.randn(clips, 32000, generator=generator), "label": torch.arange(clips) % 10,
+                "device": torch.zeros(clips, dtype=torch.int64)} for clips in (70, 8, 5)]  # fmt: skip
+    schedule = {"lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 0, "rampdown_start": 0, "rampdown_epochs": 1,
+                "min_lr_factor": 1.0}  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model("dsflexinet_sm1")
+    kept, recomputed = (SceneClassifier(model, TrainingInput(build_frontend("student")), schedule) for _ in "ab")
+    recomputed._validation_inputs = ValidationInputs(budget_bytes=0)
+    frontend_calls = {kept: 0, recomputed: 0}
+    for module in frontend_calls:
+        module.inputs.frontend.register_forward_hook(lambda m, i, o, module=module: frontend_calls.__setitem__(
+            module, frontend_calls[module] + 1))  # fmt: skip
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
+
+    def validate(module: SceneClassifier) -> dict[str, float]:
+        return trainer.validate(module, dataloaders=DataLoader(batches, batch_size=None), verbose=False)[0]
+
+    first = validate(kept)
+    assert frontend_calls[kept] == 4  # 70 clips in two 64-clip chunks, then one chunk each
+    assert validate(kept) == first == validate(recomputed) and frontend_calls[kept] == 4
+    assert kept._validation_inputs.kept_bytes == 83 * 256 * 64 * 4 and recomputed._validation_inputs.kept == {}
+    batches[1] = {**batches[1], "wave": torch.randn(8, 32000, generator=generator)}
+    assert validate(kept) == validate(recomputed) != first
+    assert frontend_calls[kept] == 5 and frontend_calls[recomputed] == 2 * 4
 
 
 def test_epoch_means_are_lightnings_epoch_means_bit_for_bit() -> None:
