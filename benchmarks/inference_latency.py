@@ -40,6 +40,9 @@ from dsflexinet.models.resnorm import NORMS
 from dsflexinet.quant.qat import convert_int8, prepare_qat
 
 CALLS_PER_TURN = 10
+# Item 4 of the speed issue: the deployed sm2 this much faster in int8 than in float on its faster engine, and no
+# student slower in int8 than in float on fbgemm.
+SM2_INT8_GOAL = 2.5
 # Modules that are no layer of their own: identities, the quantization borders, and the residual adds' holders,
 # which the blocks call by method (add_relu), not as modules.
 NOT_LAYERS = (torch.nn.Identity, QuantStub, DeQuantStub, Quantize, DeQuantize, FloatFunctional, QFunctional)
@@ -166,6 +169,43 @@ def measure(models: list[tuple[str, str, torch.nn.Module]], clip: tuple, rounds:
     return {"frontend_ms": medians["frontend"], "variants": rows}
 
 
+def int8_targets(results: dict) -> dict:
+    """Item 4's targets from the deployed (TorchScript) rows: each student's int8 speed-up over float per engine,
+    its faster engine, sm2's verdict against SM2_INT8_GOAL where sm2 was measured, and whether every measured
+    student is at least as fast in int8 as in float on fbgemm."""
+    speed_ups = {}
+    for name, result in results.items():
+        variants = result["variants"]
+        float_ms = variants["float script"]["model_ms"]
+        speed_ups[name] = {
+            label.split()[1]: float_ms / row["model_ms"]
+            for label, row in variants.items()
+            if label.startswith("int8 ") and label.endswith(" script")
+        }
+    targets: dict = {
+        "speed_ups": speed_ups,
+        "faster_engine": {name: max(engines, key=engines.get) for name, engines in speed_ups.items()},
+        "fbgemm_never_slower": all(engines["fbgemm"] >= 1.0 for engines in speed_ups.values()),
+    }
+    if "dsflexinet_sm2" in speed_ups:
+        best = max(speed_ups["dsflexinet_sm2"].values())
+        targets["sm2"] = {"goal": SM2_INT8_GOAL, "speed_up": best, "met": best >= SM2_INT8_GOAL}
+    return targets
+
+
+def print_targets(targets: dict) -> None:
+    print("item 4 targets (TorchScript, model alone, batch 1; int8 speed-up over float):")
+    if "sm2" in targets:
+        sm2, engine = targets["sm2"], targets["faster_engine"]["dsflexinet_sm2"]
+        verdict = "met" if sm2["met"] else "missed"
+        print(f"  sm2 on its faster engine ({engine}): {sm2['speed_up']:.2f}x (goal {sm2['goal']}x: {verdict})")
+    fbgemm = ", ".join(
+        f"{name.removeprefix('dsflexinet_')} {engines['fbgemm']:.2f}x" for name, engines in targets["speed_ups"].items()
+    )
+    verdict = "met" if targets["fbgemm_never_slower"] else "missed"
+    print(f"  fbgemm: {fbgemm} (goal: none under 1x: {verdict})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     students = [name for name in available_models() if model_spec(name).family == "flexinet"]  # QAT's models
@@ -194,12 +234,15 @@ def main() -> None:
                   f" {baseline['model_ms'] / row['model_ms']:>8.2f}x"
                   f" {baseline['with_frontend_ms'] / row['with_frontend_ms']:>9.2f}x")  # fmt: skip
         print(f"{name:<16} {'frontend':<19} {results[name]['frontend_ms']:>9.3f}")
+    targets = int8_targets(results)
+    print_targets(targets)
     for name in args.models if args.layers else ():
         results[name]["layers_ms"] = measure_layers(models[name], clips[name][2], args.repeats)
         print_layers(name, results[name]["layers_ms"])
     if args.out:
         with open(args.out, "w") as handle:
-            json.dump({"machine": machine, "norm": args.norm or "default", "models": results}, handle, indent=2)
+            json.dump({"machine": machine, "norm": args.norm or "default", "models": results, "targets": targets},
+                      handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ Freq-MixStyle), the model's forward, the loss (eq. 5 with teacher logits for stu
 and the Adam step. Each turn fits a model for `--steps` steps plus one (dropped: the optimizer's state and the
 first batch's allocations) and then runs the per-epoch validation pass (900 clips, half the default test split,
 at the evaluation batch; as in a job's later validated epochs, it reuses the log-mels the warm-up round's pass
-computed and kept, `train.module.ValidationInputs`). The parts of a step are timed with forward hooks on `inputs` and `model` and Lightning's
-callback hooks; what is left (loss, logging, Lightning's loop) is `other`. `sm4_qat` is a step of sm4's QAT
-fine-tuning: the same job prepared as the QAT job prepares it (conv+BN fused, weights and activations
-fake-quantized for the configured engine).
+computed and kept, `train.module.ValidationInputs`). The parts of a step are timed with forward hooks on
+`inputs` and `model` and Lightning's callback hooks; what is left (loss, logging, Lightning's loop) is `other`.
+`sm4_qat` is a step of sm4's QAT fine-tuning: the same job prepared as the QAT job prepares it (conv+BN fused,
+weights and activations fake-quantized for the configured engine).
 
 The FLOP bound is the rate a step would run at if all its arithmetic ran at the speed of a large single-thread
 fp32 matmul, measured in the same run: GFLOP/s x 1e9 / FLOPs per clip. FLOPs per clip are counted by

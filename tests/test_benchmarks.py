@@ -178,6 +178,31 @@ def test_latency_benchmark_times_every_deployed_variant(tmp_path: Path) -> None:
     for precision in precisions:
         assert set(sm1["layers_ms"][precision]) == expected
         assert all(math.isfinite(t) and 0 < t < 100 for t in sm1["layers_ms"][precision].values())
+    targets = json.loads(out.read_text())["targets"]
+    float_ms = sm1["variants"]["float script"]["model_ms"]
+    for engine in ("fbgemm", "x86"):
+        speed_up = float_ms / sm1["variants"][f"int8 {engine} script"]["model_ms"]
+        assert targets["speed_ups"]["dsflexinet_sm1"][engine] == pytest.approx(speed_up)
+    assert "sm2" not in targets  # sm2's goal is judged only where sm2 was measured
+
+
+def test_latency_targets_judge_sm2_on_its_faster_engine_and_every_student_on_fbgemm() -> None:
+    latency = benchmark_module("inference_latency.py")
+
+    def timed(float_ms: float, fbgemm_ms: float, x86_ms: float) -> dict:
+        rows = {"float": float_ms, "int8 fbgemm": fbgemm_ms, "int8 x86": x86_ms}
+        variants = {f"{label} {form}": {"model_ms": ms * (2 if form == "eager" else 1), "with_frontend_ms": 9.0}
+                    for label, ms in rows.items() for form in ("eager", "script")}  # fmt: skip
+        return {"frontend_ms": 0.5, "variants": variants}
+
+    targets = latency.int8_targets({"dsflexinet_sm2": timed(1.0, 0.5, 0.4), "dsflexinet_sm1": timed(1.0, 0.8, 0.5)})
+    assert targets["faster_engine"] == {"dsflexinet_sm2": "x86", "dsflexinet_sm1": "x86"}
+    assert targets["sm2"] == {"goal": 2.5, "speed_up": pytest.approx(2.5), "met": True}
+    assert targets["fbgemm_never_slower"] is True
+    targets = latency.int8_targets({"dsflexinet_sm2": timed(1.0, 0.45, 0.5), "dsflexinet_sm3": timed(1.0, 1.1, 0.6)})
+    assert targets["faster_engine"]["dsflexinet_sm2"] == "fbgemm"
+    assert targets["sm2"]["speed_up"] == pytest.approx(1 / 0.45) and targets["sm2"]["met"] is False
+    assert targets["fbgemm_never_slower"] is False  # sm3's int8 on fbgemm is slower than its float
 
 
 def test_latency_layers_are_the_conv_bn_runs_norms_and_poolings_of_float_and_int8_alike() -> None:
