@@ -366,6 +366,24 @@ def test_validation_inputs_are_computed_once_and_reused_bit_for_bit() -> None:
     assert frontend_calls[kept] == 5 and frontend_calls[recomputed] == 2 * 4
 
 
+def test_kept_validation_inputs_are_refused_for_any_changed_sample() -> None:
+    """A kept batch is reused only for the same clips: one sample one float32 step away, anywhere in the clip, or
+    another row count, recomputes (and frees what was kept); the same clips, copied, are reused."""
+    generator = torch.Generator().manual_seed(3)
+    waves = torch.randn(6, 32000, generator=generator)
+    cache = ValidationInputs()
+    inputs = [torch.ones(6, 1, 256, 64)]
+    cache.keep(0, waves, inputs)
+    assert cache.kept_bytes == 6 * 256 * 64 * 4 and cache.get(0, waves.clone()) is inputs
+    for row, sample in ((3, 1), (0, 31999), (5, 12345)):  # none of them on a regular subsampling grid
+        changed = waves.clone()
+        changed[row, sample] = torch.nextafter(changed[row, sample], torch.tensor(float("inf")))
+        assert not torch.equal(cache.signature(changed), cache.signature(waves))
+    assert cache.get(0, changed) is None and cache.kept == {} and cache.kept_bytes == 0
+    cache.keep(0, waves, inputs)
+    assert cache.get(0, waves[:5]) is None and cache.kept_bytes == 0  # another row count
+
+
 def test_epoch_means_are_lightnings_epoch_means_bit_for_bit() -> None:
     """The step logs its epoch means once (Lightning's `log` is slow per call): they must be the bits Lightning's
     own per-step accumulation gives, for a tensor weighted by uneven batch sizes and a Python float (the lr)."""

@@ -39,6 +39,8 @@ EVAL_CHUNK_CLIPS = 64  # CPU clips per evaluation forward (see chunks.py)
 # Validation inputs kept between epochs, at most (the default run's 1,800 test clips take 118 MB of students'
 # log-mels; the real TAU22 test split, 29,680 clips, about 1.9 GB): batches beyond it are recomputed each time.
 VALIDATION_INPUT_CACHE_BYTES = 4 << 30
+# Samples per exact sum of ValidationInputs.signature: 2^14 samples x 2^31 x 128 = 2^52.
+SIGNATURE_BLOCK = 1 << 14
 
 
 class EpochMeans:
@@ -92,16 +94,33 @@ class ValidationInputs:
     In eval mode the input chain is the plain frontend, a fixed function of the waveform, so a kept input is the
     same bits as a recomputed one; the frontend was 35-60 % of a validation pass on the CPU (a student's 256 x 64
     log-mel, PaSST's and CP-ResNet's). A batch is reused only when it is the same clips as the batch kept at its
-    index (its row count and every 997th sample agree), so a loader that changes between fits recomputes."""
+    index (`signature`), so a loader that changes between fits recomputes."""
 
     def __init__(self, budget_bytes: int = VALIDATION_INPUT_CACHE_BYTES) -> None:
         self.budget_bytes = budget_bytes
         self.kept: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self.kept_bytes = 0
+        self._weights: dict[tuple[int, torch.device], torch.Tensor] = {}
 
-    @staticmethod
-    def _signature(waves: torch.Tensor) -> torch.Tensor:
-        return waves[:, ::997].detach()
+    def signature(self, waves: torch.Tensor) -> torch.Tensor:
+        """Per clip and block of SIGNATURE_BLOCK samples, the samples' float32 bit patterns (what the frontend
+        reads) as integers, weighted by fixed random integers in [1, 128] and summed in float64. Every product
+        and partial sum is an integer under 2^52, so the sums are exact in any order: a change of any one sample
+        moves its block's sum by at least 1, and reordered samples (a rolled clip) move it too. It costs 1.4-1.7
+        ms per 64 clips on the Zen 4 VM, against 42 / 24 / 15 ms for the student / CP-ResNet / PaSST frontend it
+        saves (about 8 CPU s of the default run); sampling every 997th sample, as before, cost nothing and
+        missed a change anywhere else."""
+        rows, samples = waves.shape
+        blocks = -(-samples // SIGNATURE_BLOCK)
+        key = (samples, waves.device)
+        if key not in self._weights:
+            generator = torch.Generator().manual_seed(samples)
+            weights = torch.randint(1, 129, (SIGNATURE_BLOCK,), generator=generator, dtype=torch.float64)
+            self._weights[key] = weights.to(waves.device)
+        bits = waves.new_empty(rows, blocks * SIGNATURE_BLOCK, dtype=torch.float64)
+        bits[:, :samples] = waves.detach().float().contiguous().view(torch.int32)
+        bits[:, samples:] = 0
+        return bits.view(rows, blocks, SIGNATURE_BLOCK) @ self._weights[key]
 
     @staticmethod
     def _bytes(inputs: list[torch.Tensor]) -> int:
@@ -109,14 +128,14 @@ class ValidationInputs:
 
     def get(self, batch_index: int, waves: torch.Tensor) -> list[torch.Tensor] | None:
         signature, inputs = self.kept.get(batch_index, (None, None))
-        if inputs is None or torch.equal(signature, self._signature(waves)):
+        if inputs is None or torch.equal(signature, self.signature(waves)):
             return inputs
         self.kept_bytes -= self._bytes(self.kept.pop(batch_index)[1])
         return None
 
     def keep(self, batch_index: int, waves: torch.Tensor, inputs: list[torch.Tensor]) -> None:
         if self.kept_bytes + self._bytes(inputs) <= self.budget_bytes:
-            self.kept[batch_index] = (self._signature(waves).clone(), inputs)
+            self.kept[batch_index] = (self.signature(waves), inputs)
             self.kept_bytes += self._bytes(inputs)
 
 
