@@ -100,7 +100,7 @@ class ValidationInputs:
         self.budget_bytes = budget_bytes
         self.kept: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self.kept_bytes = 0
-        self._weights: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._weights: dict[torch.device, torch.Tensor] = {}  # the signature's, per device
 
     def signature(self, waves: torch.Tensor) -> torch.Tensor:
         """Per clip and block of SIGNATURE_BLOCK samples, the samples' float32 bit patterns (what the frontend
@@ -112,15 +112,14 @@ class ValidationInputs:
         missed a change anywhere else."""
         rows, samples = waves.shape
         blocks = -(-samples // SIGNATURE_BLOCK)
-        key = (samples, waves.device)
-        if key not in self._weights:
-            generator = torch.Generator().manual_seed(samples)
+        if waves.device not in self._weights:
+            generator = torch.Generator().manual_seed(SIGNATURE_BLOCK)
             weights = torch.randint(1, 129, (SIGNATURE_BLOCK,), generator=generator, dtype=torch.float64)
-            self._weights[key] = weights.to(waves.device)
+            self._weights[waves.device] = weights.to(waves.device)
         bits = waves.new_empty(rows, blocks * SIGNATURE_BLOCK, dtype=torch.float64)
         bits[:, :samples] = waves.detach().float().contiguous().view(torch.int32)
         bits[:, samples:] = 0
-        return bits.view(rows, blocks, SIGNATURE_BLOCK) @ self._weights[key]
+        return bits.view(rows, blocks, SIGNATURE_BLOCK) @ self._weights[waves.device]
 
     @staticmethod
     def _bytes(inputs: list[torch.Tensor]) -> int:
