@@ -106,7 +106,7 @@ class ValidationInputs:
         """Per clip and block of SIGNATURE_BLOCK samples, the samples' float32 bit patterns (what the frontend
         reads) as integers, weighted by fixed random integers in [1, 128] and summed in float64. Every product
         and partial sum is an integer under 2^52, so the sums are exact in any order: a change of any one sample
-        moves its block's sum by at least 1, and reordered samples (a rolled clip) move it too. It costs 1.4-1.7
+        moves its block's sum by at least 1, and reordered samples (a rolled clip) almost surely do. It costs 1.4-1.7
         ms per 64 clips on the Zen 4 VM, against 42 / 24 / 15 ms for the student / CP-ResNet / PaSST frontend it
         saves (about 8 CPU s of the default run); sampling every 997th sample, as before, cost nothing and
         missed a change anywhere else."""
