@@ -367,8 +367,8 @@ def test_validation_inputs_are_computed_once_and_reused_bit_for_bit() -> None:
 
 
 def test_kept_validation_inputs_are_refused_for_any_changed_sample() -> None:
-    """A kept batch is reused only for the same clips: one sample one float32 step away, anywhere in the clip, or
-    another row count, recomputes (and frees what was kept); the same clips, copied, are reused."""
+    """A kept batch is reused only for the same clips: one sample one float32 step away, anywhere in the clip, a
+    rolled clip, or another row count, recomputes (and frees what was kept); the same clips, copied, are reused."""
     generator = torch.Generator().manual_seed(3)
     waves = torch.randn(6, 32000, generator=generator)
     cache = ValidationInputs()
@@ -379,6 +379,8 @@ def test_kept_validation_inputs_are_refused_for_any_changed_sample() -> None:
         changed = waves.clone()
         changed[row, sample] = torch.nextafter(changed[row, sample], torch.tensor(float("inf")))
         assert not torch.equal(cache.signature(changed), cache.signature(waves))
+    rolled = torch.roll(waves, 4000, dims=1)  # the same samples reordered, as the time roll does
+    assert not torch.equal(cache.signature(rolled), cache.signature(waves))
     assert cache.get(0, changed) is None and cache.kept == {} and cache.kept_bytes == 0
     cache.keep(0, waves, inputs)
     assert cache.get(0, waves[:5]) is None and cache.kept_bytes == 0  # another row count
