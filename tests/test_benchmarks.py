@@ -165,7 +165,7 @@ def test_latency_benchmark_times_every_deployed_variant(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
     run_benchmark("inference_latency.py", "--models", "dsflexinet_sm1", "--repeats", "1", "--layers", "--out", str(out))
     sm1 = json.loads(out.read_text())["models"]["dsflexinet_sm1"]
-    precisions = ("float", "int8 fbgemm", "int8 x86")
+    precisions = ("float", "float as-built", "int8 fbgemm", "int8 x86")
     assert set(sm1["variants"]) == {f"{precision} {form}" for precision in precisions for form in ("eager", "script")}
     times = [sm1["frontend_ms"]] + [t for variant in sm1["variants"].values() for t in variant.values()]
     assert all(math.isfinite(t) and 0 < t < 1000 for t in times)
@@ -203,6 +203,26 @@ def test_latency_targets_judge_sm2_on_its_faster_engine_and_every_student_on_fbg
     assert targets["faster_engine"]["dsflexinet_sm2"] == "fbgemm"
     assert targets["sm2"]["speed_up"] == pytest.approx(1 / 0.45) and targets["sm2"]["met"] is False
     assert targets["fbgemm_never_slower"] is False  # sm3's int8 on fbgemm is slower than its float
+
+
+def test_latency_float_baseline_differs_from_the_built_model_only_in_its_first_convolution_s_layout() -> None:
+    latency = benchmark_module("inference_latency.py")
+    torch.manual_seed(3)
+    built = build_model("dsflexinet_sm2").eval()
+    baseline = latency.contiguous_single_channel_convs(build_model("dsflexinet_sm2").eval())
+    baseline.load_state_dict(built.state_dict())  # load_state_dict copies values into the kept strides
+    first = baseline.stem[0][0].weight
+    assert built.stem[0][0].weight.stride() == (9, 1, 3, 1)  # what Module.to(channels_last) gives one channel
+    assert first.stride() == (9, 9, 3, 1)
+    for (name, ours), theirs in zip(baseline.named_parameters(), built.parameters(), strict=True):
+        assert torch.equal(ours, theirs)
+        if name != "stem.0.0.weight":
+            assert ours.stride() == theirs.stride(), name
+    mel = torch.randn(1, 1, 256, 64)
+    with torch.no_grad():
+        stem = baseline.stem[0][0](mel)
+        assert stem.is_contiguous() and built.stem[0][0](mel).is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(baseline(mel), built(mel), rtol=1e-5, atol=1e-5)
 
 
 def test_latency_layers_are_the_conv_bn_runs_norms_and_poolings_of_float_and_int8_alike() -> None:
