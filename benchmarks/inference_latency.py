@@ -167,9 +167,9 @@ def print_layers(name: str, timings: dict[str, dict[str, float]]) -> None:
     rows["sum of the layers"] = {label: sum(timings[label][layer] for layer in names) for label in labels}
     rows["whole model"] = {label: timings[label]["whole"] for label in labels}
     print(f"{name} layer by layer (us, TorchScript, each layer alone; speed-up against float):")
-    print(f"  {'layer':<28}" + "".join(f" {label:>12}" for label in labels) + f" {'x86 speed-up':>13}")
+    print(f"  {'layer':<28}" + "".join(f" {label:>14}" for label in labels) + f" {'x86 speed-up':>13}")
     for layer, values in rows.items():
-        print(f"  {layer:<28}" + "".join(f" {1000 * values[label]:>12.1f}" for label in labels)
+        print(f"  {layer:<28}" + "".join(f" {1000 * values[label]:>14.1f}" for label in labels)
               + f" {values['float'] / values['int8 x86']:>12.2f}x")  # fmt: skip
 
 

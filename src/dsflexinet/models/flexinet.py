@@ -21,7 +21,9 @@ The convs keep their own, fusable BN in every variant, so norm="none" is the pla
 
 Memory layout: weights, and with them the activations, are channels-last (the channel axis innermost in memory),
 the layout the CPU's convolution, BatchNorm and pooling kernels are fastest in; parameters and function are those
-of the contiguous layout (float rounding differs, see tests/test_models.py).
+of the contiguous layout (float rounding differs, see tests/test_models.py). One exception in speed, not kept:
+at batch 1 the first stem convolution (one input channel) runs about 3.4x faster with its weight contiguous
+(benchmarks/inference_latency.py times both); training keeps the layout its recorded runs were trained in.
 
 Fig. 1 of the paper is not available; the sizes below are ours, chosen to land on Table II. sm2-sm4 share the
 first two stage widths and grow in depth; sm1 is half as wide. A block's expanded width is its input width
