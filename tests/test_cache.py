@@ -149,6 +149,22 @@ def test_impulse_response_set_refuses_non_finite_audio(tmp_path: Path) -> None:
         load_impulse_responses(tmp_path / "dirs", 32000)
 
 
+def test_synthetic_impulse_responses_are_causal_microphones_independent_of_the_devices(tmp_path: Path) -> None:
+    paths = synthesise_impulse_responses(tmp_path / "dirs", 4, seed=1)
+    responses = load_impulse_responses(tmp_path / "dirs", 44100)
+    assert responses.responses.shape == (4, 16456) and [p.name for p in paths][-1] == "synthetic_mic_03.wav"
+    for response in responses.responses:
+        assert np.abs(response).max() == pytest.approx(1.0, abs=1e-6)
+        assert not response[:70].any()  # silent until the pre-delay ends: causal, as MicIRP's files are
+        spectrum_db = 20 * np.log10(np.abs(np.fft.rfft(response)) + 1e-9)
+        frequencies = np.fft.rfftfreq(response.size, 1 / 44100)
+        assert spectrum_db[frequencies < 20].mean() < spectrum_db[(frequencies > 1000) & (frequencies < 3000)].mean() - 10
+    assert np.abs(responses.responses[0] - responses.responses[1]).max() > 0.1
+    # Not drawn from the devices' colourings: the IR generator never imports them.
+    source = (Path(__file__).parents[1] / "src/dsflexinet/data/dirs.py").read_text()
+    assert "data.responses" not in source and "data.synth" not in source
+
+
 def test_truncated_wav_is_refused_or_read_with_a_warning(tiny_dataset: Path, tmp_path: Path, caplog) -> None:
     root, victim = _clip_copy(tiny_dataset, tmp_path)
     data = victim.read_bytes()

@@ -1,9 +1,8 @@
-"""Random smooth frequency responses, the common ground of synthetic recording devices and synthetic DIR sets.
+"""Random smooth frequency responses: the colourings of the synthetic data set's recording devices.
 
 A response is a log-magnitude curve over frequency: a few Gaussian bumps on a log-frequency axis (microphone
-resonances and dips) plus second-order-like low and high roll-offs. Both the synthetic data set's devices and
-the synthetic impulse-response set draw from this family with their own seeds, so neither copies the other
-and neither copies MicIRP.
+resonances and dips) plus second-order-like low and high roll-offs. The synthetic impulse-response set for DIR
+comes from another model (`dirs.microphone_impulse`), as MicIRP is independent of TAU22's devices.
 """
 
 from __future__ import annotations
@@ -45,14 +44,3 @@ def apply_response(signal: np.ndarray, response_db: np.ndarray) -> np.ndarray:
     n = signal.shape[-1]
     spectrum = np.fft.rfft(signal, n=n, axis=-1)
     return np.fft.irfft(spectrum * 10 ** (response_db / 20), n=n, axis=-1)
-
-
-def minimum_phase_impulse(response_db: np.ndarray, n_fft: int) -> np.ndarray:
-    """The minimum-phase impulse response of a magnitude response on `rfftfreq(n_fft)` bins (cepstral method)."""
-    log_magnitude = np.log(10 ** (response_db / 20))
-    cepstrum = np.fft.irfft(log_magnitude, n=n_fft)
-    folded = np.zeros_like(cepstrum)
-    folded[0] = cepstrum[0]
-    folded[1 : n_fft // 2] = 2 * cepstrum[1 : n_fft // 2]
-    folded[n_fft // 2] = cepstrum[n_fft // 2]
-    return np.fft.irfft(np.exp(np.fft.rfft(folded)), n=n_fft)

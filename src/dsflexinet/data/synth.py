@@ -16,11 +16,13 @@ purpose (metro vs metro_station, bus vs tram, street_pedestrian vs public_square
 every prototype towards the mean of all scenes, and each recording location draws its own offsets, so test
 locations (never seen in training) are truly new: a small CNN learns the task but does not solve it.
 
-How devices are made. Each device (a, b, c, s1-s6) is a fixed random colouring from `responses.py` (its own
-seed, not MicIRP), a gain, a noise floor and soft compression (tanh). Device A is near-flat; B, C and S1-S3 are
-moderate; the unseen S4-S6 are the harshest, so a model trained on A-dominated data without device
-augmentation loses accuracy on them. As in TAU22, the other devices record the same segments as device A
-(parallel recordings), device A dominates training, and S4-S6 appear only in the test split.
+How devices are made. Each device (a, b, c, s1-s6) is drawn from a family (DEVICE_FAMILIES): a random colouring
+from `responses.py`, a gain, a noise floor and soft compression (tanh), each within the family's ranges, under
+the device's own seed. A is the near-flat reference, B and C are phones, S1-S6 one family of simulated devices:
+the unseen S4-S6 are new draws of the seen S1-S3's kind, as TAU22's are (its S1-S6 were all simulated from
+device-A audio by one procedure), so the shift to them is set by the construction, not tuned on a result. As
+in TAU22, the other devices record the same segments as device A (parallel recordings), device A dominates
+training, and S4-S6 appear only in the test split.
 
 Training subsets. `evaluation_setup/split{5,10,25,50}.csv` mirror the DCASE 2024 subsets of TAU22 (see
 `subsets.py`): nested, every device keeping its share of fold1_train, no S4-S6, chosen by recording as TAU22's
@@ -93,19 +95,50 @@ SCENE_PROTOTYPES: dict[str, dict[str, list[float]]] = {
                           "events": [0.00, 0.30, 0.30, 0.60, 0.20, 0.80, 0.60]},
 }  # fmt: skip
 
-# Device colourings: near-flat reference A, moderate B/C/S1-S3, harsh unseen S4-S6.
-DEVICE_SHAPES: dict[str, ResponseShape] = {
-    "a": ResponseShape(bumps=2, bump_db=1.0, lowcut_hz=(15.0, 25.0), highcut_hz=(18000.0, 20000.0)),
-    **{d: ResponseShape(4, 3.0, (80.0, 200.0), (10000.0, 15000.0)) for d in ("b", "c")},
-    **{d: ResponseShape(5, 4.0, (100.0, 300.0), (7000.0, 12000.0)) for d in ("s1", "s2", "s3")},
-    **{d: ResponseShape(6, 8.0, (200.0, 500.0), (4000.0, 7000.0)) for d in ("s4", "s5", "s6")},
-}
-# Per device: gain dB, noise floor dBFS, compression drive (0 = linear).
-DEVICE_CHAIN = {
-    "a": (0.0, -85.0, 0.0), "b": (-2.0, -68.0, 1.5), "c": (1.0, -64.0, 1.0),
-    "s1": (-1.0, -62.0, 0.0), "s2": (2.0, -66.0, 2.0), "s3": (0.0, -60.0, 1.0),
-    "s4": (-4.0, -44.0, 3.0), "s5": (2.0, -46.0, 0.0), "s6": (-3.0, -42.0, 3.5),
+@dataclass(frozen=True)
+class DeviceFamily:
+    """A kind of recording device: how far its colouring departs from flat, and the ranges each device of the
+    kind draws its gain, self-noise and compression from."""
+
+    shape: ResponseShape
+    gain_db: tuple[float, float]
+    noise_dbfs: tuple[float, float]
+    drive: tuple[float, float]  # soft-compression drive; 0 is linear
+
+
+# As in TAU22: A is the reference recorder, B and C are real phones, S1-S6 are simulated from A's recordings by
+# one procedure; S4-S6 are new devices of that same kind, present only in the test split. The unseen devices
+# therefore shift the input as much as one seen simulated device differs from another, not more.
+DEVICE_FAMILIES: dict[str, DeviceFamily] = {
+    "reference": DeviceFamily(ResponseShape(2, 1.0, (15.0, 25.0), (18000.0, 20000.0)), (0.0, 0.0), (-85.0, -85.0),
+                              (0.0, 0.0)),
+    "phone": DeviceFamily(ResponseShape(4, 3.0, (80.0, 200.0), (10000.0, 15000.0)), (-2.0, 1.0), (-68.0, -62.0),
+                          (0.5, 1.5)),
+    "simulated": DeviceFamily(ResponseShape(5, 4.0, (100.0, 300.0), (7000.0, 12000.0)), (-2.0, 2.0),
+                              (-66.0, -58.0), (0.0, 2.0)),
 }  # fmt: skip
+DEVICE_FAMILY = {"a": "reference", "b": "phone", "c": "phone", **{f"s{i}": "simulated" for i in range(1, 7)}}
+
+
+@dataclass(frozen=True)
+class DeviceParameters:
+    """One device as drawn from its family: a colouring (dB on the clip's rfft bins), gain, noise floor, drive."""
+
+    response_db: np.ndarray
+    gain_db: float
+    noise_dbfs: float
+    drive: float
+
+
+def device_parameters(spec: SyntheticSpec, device: str, n_samples: int) -> DeviceParameters:
+    """Draw `device` from its family under the data set's seed: the same device every time, whatever the order."""
+    family = DEVICE_FAMILIES[DEVICE_FAMILY[device]]
+    rng = np.random.default_rng([spec.seed, 4, DEVICES.index(device)])
+    response = random_response_db(np.fft.rfftfreq(n_samples, 1 / spec.sample_rate), family.shape, rng)
+    gain_db, noise_dbfs, drive = (rng.uniform(*bounds) for bounds in (family.gain_db, family.noise_dbfs, family.drive))
+    return DeviceParameters(response, float(gain_db), float(noise_dbfs), float(drive))
+
+
 PEAK_DB = 12.0  # height of the ambience resonances at difficulty 0
 PEAK_WIDTH_OCTAVES = 0.12
 MINOR_TRAIN_DEVICES = ("b", "c", "s1", "s2", "s3")
@@ -382,15 +415,12 @@ def render_segment(spec: SyntheticSpec, segment: Segment) -> np.ndarray:
 
 def record(spec: SyntheticSpec, clean: np.ndarray, device: str, segment_index: int) -> np.ndarray:
     """What `device` records of a clean segment: colouring, gain, soft compression, self-noise."""
-    rate = spec.sample_rate
-    device_rng = np.random.default_rng([spec.seed, 4, DEVICES.index(device)])
-    response = random_response_db(np.fft.rfftfreq(clean.size, 1 / rate), DEVICE_SHAPES[device], device_rng)
-    gain_db, noise_dbfs, drive = DEVICE_CHAIN[device]
-    recorded = apply_response(clean, response) * 10 ** (gain_db / 20)
-    if drive > 0:
-        recorded = np.tanh(drive * recorded) / drive
+    parameters = device_parameters(spec, device, clean.size)
+    recorded = apply_response(clean, parameters.response_db) * 10 ** (parameters.gain_db / 20)
+    if parameters.drive > 0:
+        recorded = np.tanh(parameters.drive * recorded) / parameters.drive
     noise_rng = np.random.default_rng([spec.seed, 5, segment_index, DEVICES.index(device)])
-    recorded = recorded + noise_rng.standard_normal(clean.size) * 10 ** (noise_dbfs / 20)
+    recorded = recorded + noise_rng.standard_normal(clean.size) * 10 ** (parameters.noise_dbfs / 20)
     return np.clip(recorded, -1.0, 1.0 - 2**-23)
 
 
