@@ -189,8 +189,11 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
     result = snakemake("-n", "--forceall", "--nolock", "-p", "--configfile", "config/development.yaml")
     training = [line for line in result.stdout.splitlines() if " -m dsflexinet" in line and " train " in line]
     assert len(training) == 23
-    assert all("--validation-clips results/split100/splits/fusion_holdout.tsv" in line for line in training)
-    assert all("--train-clips results/split100/splits/teacher_train.tsv" in line for line in training)
+    holdout, teacher_share = "results/development/split100/splits/fusion_holdout.tsv", "teacher_train.tsv"
+    assert all(f"--validation-clips {holdout}" in line for line in training)
+    assert all(f"--train-clips results/development/split100/splits/{teacher_share}" in line for line in training)
+    # Apart from the default run's outputs: nothing of results/split100/ is written or read.
+    assert "results/split100/" not in result.stdout and "results/development/development.json" in result.stdout
     refused = snakemake("-n", "--nolock", "results/tables/table4.md", "--configfile", "config/development.yaml")
     assert refused.returncode != 0
     assert "the training curves are on the fusion hold-out" in refused.stdout + refused.stderr

@@ -15,7 +15,9 @@
         submission/{run}/s{seed}/           output.csv and info.json for the DCASE challenge (DCASE'24: one per
                                             subset); incomplete/ holds those of a try with unreadable clips
       tables/, figures/, plots/, metrics.json   the reports of the configured subset; data_efficiency.* spans subsets
-      development.json                      instead of them in a development run (config/development.yaml)
+      development/{subset}/, development/development.json   a development run (config/development.yaml): the
+                                            same tree for its subset, apart from the default run's, and its
+                                            hold-out scores instead of tables
       benchmarks/                           Snakemake's time and memory of every job
 
 Patterns keep Snakemake's `{wildcard}` fields; call the functions with values for concrete paths. A job is
@@ -42,9 +44,20 @@ def cache(split: str = "{split}") -> str:
     return f"{RESULTS}/cache/{split}.npy"
 
 
-def subset_name(percent: int | str) -> str:
-    """`split25` for the DCASE'24 25 % subset; `split100` is all of fold1_train."""
-    return f"split{percent}"
+DEVELOPMENT_ROOT = "development"
+SUBSET_PATTERN = rf"({DEVELOPMENT_ROOT}/)?split\d+"  # the `{subset}` wildcard
+
+
+def subset_name(percent: int | str, development: bool = False) -> str:
+    """`split25` for the DCASE'24 25 % subset; `split100` is all of fold1_train. A development run's subsets
+    live under `development/`, so choosing settings never overwrites (or forces a rerun of) the default run."""
+    name = f"split{percent}"
+    return f"{DEVELOPMENT_ROOT}/{name}" if development else name
+
+
+def subset_percent(subset: str) -> int:
+    """The training subset's size in % of fold1_train, from its name (`development/split25` -> 25)."""
+    return int(subset.rpartition("/")[2].removeprefix("split"))
 
 
 def _subset_root(subset: str) -> str:
@@ -173,7 +186,8 @@ def figure(name: str) -> str:
 
 
 METRICS = f"{RESULTS}/metrics.json"
-DEVELOPMENT = f"{RESULTS}/development.json"  # a development run's scores on the hold-out (validation: holdout)
+# a development run's scores on the hold-out (validation: holdout)
+DEVELOPMENT = f"{RESULTS}/{DEVELOPMENT_ROOT}/development.json"
 VALIDATION_CURVES = f"{RESULTS}/plots/val_accuracy.csv"
 DEVICE_ACCURACY = f"{RESULTS}/plots/device_accuracy.csv"
 

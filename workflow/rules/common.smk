@@ -43,7 +43,6 @@ SUBSET_TABLES = [f"{DATASET}/{subset_file(fraction)}" for fraction in SUBSET_FRA
 TAU22_ARCHIVES = read_manifest("tau22.md5")
 IR_DIR = f"{DATA_ROOT}/impulse_responses/{DATA['impulse_responses']['source']}"
 CACHE = {split: layout.cache(split) for split in DATA["splits"]}
-SUBSET = layout.subset_name(DATA["train_subset"])
 TEACHERS = teacher_names(config)
 STUDENTS = list(config["students"]["runs"])
 SEEDS = student_seeds(config)
@@ -51,6 +50,7 @@ REPORTS = config["reports"]
 # A development run (config/development.yaml): students learn from the teachers' share of the training clips and
 # every training job validates on the fusion hold-out, so settings are compared without the test split.
 DEVELOPMENT = config["validation"] == "holdout"
+SUBSET = layout.subset_name(DATA["train_subset"], DEVELOPMENT)
 COMPUTE = config["compute"]
 # Part of a result's identity: settings that change what training computes. Worker processes and threads only
 # change how fast (they reach the jobs as `threads` and a resource, which Snakemake does not rerun jobs for).
@@ -73,7 +73,7 @@ STUDENT = layout.student()
 
 
 wildcard_constraints:
-    subset=r"split\d+",
+    subset=layout.SUBSET_PATTERN,
     seed=r"\d+",
     precision="float|int8",
 
@@ -100,7 +100,7 @@ def work_dir(files):
 
 def subset_table(subset):
     """The split table of a training subset: fold1_train.csv for split100, split<N>.csv for the others."""
-    return f"{DATASET}/{subset_file(int(subset.removeprefix('split')))}"
+    return f"{DATASET}/{subset_file(layout.subset_percent(subset))}"
 
 
 def training_inputs(spec, subset, train_clips, teachers=None):
@@ -190,7 +190,7 @@ def test_curves(roles):
     if DEVELOPMENT and "history" in roles:
         raise WorkflowError(
             "validation: holdout: the training curves are on the fusion hold-out, not the test split; this report"
-            " reads them (build the development run's results/development.json, or set validation: test)"
+            " reads them (build the development run's development.json, or set validation: test)"
         )
     return roles
 

@@ -194,7 +194,7 @@ rule split_training_clips:
         teacher_train=layout.splits().teacher_train,
         holdout=layout.splits().fusion_holdout,
     params:
-        fraction=lambda wildcards: wildcards.subset.removeprefix("split"),
+        fraction=lambda wildcards: layout.subset_percent(wildcards.subset),
         synthetic_flag=(
             f"--synthetic-spec {shlex.quote(as_json(DATA['synthetic']))}" if DATA["source"] == "synthetic" else ""
         ),
