@@ -91,6 +91,11 @@ def test_teachers_fusion_student_qat_predict(config, inputs, tmp_path: Path, tau
     no_energy = TrainingData(inputs["train"], inputs["test"], inputs["irs"], teacher_logits=fused_logits)
     int8 = qat_job(student, qat_spec(config, "tiny-rn"), no_energy, qat_files, COMPUTE)
     assert json.loads((tmp_path / "qat" / "quantized.json").read_text())["file_bytes"] == int8.stat().st_size
+    # QAT goes on with eq. 5's final label weight; it does not restart the schedule.
+    final_weight = spec["distillation"]["label_weight"]["end"]
+    student_weights = [float(row["label_weight"]) for row in csv.DictReader((tmp_path / "student/history.csv").open())]
+    qat_weights = [float(row["label_weight"]) for row in csv.DictReader((tmp_path / "qat/history.csv").open())]
+    assert student_weights[0] > final_weight and qat_weights == pytest.approx([final_weight] * len(qat_weights))
     # The validation split QAT is shown only measures: validating on the training clips instead of the test
     # split gives the very same int8 model.
     other_validation = TrainingData(inputs["train"], inputs["train"], inputs["irs"], teacher_logits=fused_logits)

@@ -20,6 +20,7 @@ from dsflexinet.modelfile import WaveformClassifier, export_classifier, load_mod
 from dsflexinet.quant.qat import convert_int8, freeze_quantization, prepare_qat
 from dsflexinet.train.module import SceneClassifier, build_inputs
 from dsflexinet.train.run import finish, fit, seed_job
+from dsflexinet.train.schedules import scheduled_value
 
 if TYPE_CHECKING:
     from dsflexinet.layout import QatFiles
@@ -35,6 +36,15 @@ class FreezeQuantization(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.current_epoch >= trainer.max_epochs - self.last_epochs:
             freeze_quantization(module.model)
+
+
+def continued_distillation(distillation: dict | None) -> dict | None:
+    """QAT goes on from where float training ended: eq. 5's label weight stays at its final value instead of
+    starting its schedule again (which would hand the labels back the weight of the first epochs)."""
+    if not distillation:
+        return distillation
+    final = scheduled_value(distillation["label_weight"], 1.0)
+    return dict(distillation, label_weight={"schedule": "constant", "value": final})
 
 
 def qat_job(model_path: str | Path, qat: dict, data: TrainingData, files: QatFiles, compute: dict) -> Path | None:
@@ -56,7 +66,7 @@ def qat_job(model_path: str | Path, qat: dict, data: TrainingData, files: QatFil
         rampdown_epochs=qat["epochs"],
     )  # fmt: skip
     inputs = build_inputs(spec, data.impulse_responses, float_classifier.frontend)
-    module = SceneClassifier(model, inputs, schedule, spec.get("distillation"))
+    module = SceneClassifier(model, inputs, schedule, continued_distillation(spec.get("distillation")))
     datamodule = data.datamodule(spec, schedule["batch_size"], compute)
     job = {"float_spec": spec, "qat": qat, "seed": spec["seed"]}
     freeze = FreezeQuantization(qat["freeze_last_epochs"])
