@@ -204,6 +204,13 @@ def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) ->
     assert holdout["test"]["fused"]["accuracy"] > in_sample["test"]["fused"]["accuracy"]
     assert (in_sample["student_train"]["fused"]["mean_top_probability"]
             > holdout["student_train"]["fused"]["mean_top_probability"])  # fmt: skip
+    # Apart by whether the teachers trained on the clips: the memoriser makes the seen clips' targets sharper.
+    for report in (in_sample, holdout):
+        parts = report["student_train"]["fused"]
+        assert parts["teachers_saw"]["clips"] + parts["teachers_did_not_see"]["clips"] == parts["clips"]
+        assert parts["teachers_did_not_see"]["clips"] == 100
+    parts = in_sample["student_train"]["fused"]
+    assert parts["teachers_saw"]["mean_top_probability"] > parts["teachers_did_not_see"]["mean_top_probability"]
     # Every teacher's development score on the hold-out: the memoriser's is chance there, as on the test split.
     scores = {name: result["accuracy"] for name, result in holdout["holdout"].items()}
     assert holdout["holdout"]["t0"]["clips"] == 100 and scores["t1"] > 0.6 > 0.3 > scores["t0"]

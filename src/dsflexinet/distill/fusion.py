@@ -11,7 +11,8 @@ average out of sample (cross-fitted over two folds of the hold-out that share it
 scene has several, else by recording), and only where the hold-out holds every scene: a small subset's hold-out
 of a few clips would fit 22 numbers to noise.
 The report measures what either choice does without the test split: the held-out cross-entropy of average and
-fusion, the sum of alpha and the mean top probability of the targets on the students' training clips.
+fusion, the sum of alpha and the mean top probability of the targets on the students' training clips, apart on
+the clips the teachers trained on and the hold-out clips they did not.
 """
 
 from __future__ import annotations
@@ -114,9 +115,16 @@ def cross_fitted_cross_entropy(
     return cross_entropy(scored, labels)
 
 
-def _top_probability(logits: np.ndarray) -> float:
-    """Mean probability of the top class: how sharp a set of soft targets is."""
-    return float(torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1).max(dim=1).values.mean())
+def _target_summary(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """How many soft targets, how often their top class is right, and how sharp they are (mean top probability)."""
+    if not labels.size:
+        return {"clips": 0}
+    probabilities = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1)
+    return {
+        "clips": int(labels.size),
+        "accuracy": float((logits.argmax(axis=1) == labels).mean()),
+        "mean_top_probability": float(probabilities.max(dim=1).values.mean()),
+    }
 
 
 def fuse_teachers(
@@ -129,7 +137,8 @@ def fuse_teachers(
 
     Outputs (layout.EnsembleFiles): the fused and averaged logits of all train and test clips (the format of
     distill.logits), and the report: alpha and its sum, beta, cross-entropies where fitted and on the hold-out,
-    accuracy and target sharpness on the students' training clips, test metrics per device of every teacher and
+    accuracy and target sharpness on the students' training clips (all of them, those the teachers trained on,
+    those they did not), test metrics per device of every teacher and
     ensemble (measured, never used), and hold-out metrics of every teacher and of the average: the hold-out's
     locations are ones no teacher trained on, so their accuracy there is the development score on which teacher
     settings (epochs, augmentation) are chosen without the test split. The fused ensemble is left out there when
@@ -207,10 +216,12 @@ def fuse_teachers(
             if not (name == "fused" and fitted_on_holdout):
                 report["holdout"][name] = scene_metrics(fused["train"][holdout], labels["train"][holdout],
                                                         holdout_devices)  # fmt: skip
-        on_students = fused["train"][rows["students"]]
-        report["student_train"][name] = {
-            "accuracy": float((on_students.argmax(axis=1) == labels["train"][rows["students"]]).mean()),
-            "mean_top_probability": _top_probability(on_students),
+        students = rows["students"]
+        held = np.isin(students, holdout)
+        report["student_train"][name] = _target_summary(fused["train"][students], labels["train"][students]) | {
+            # Targets are sharper where the teachers learnt the clips than where the fit was scored.
+            "teachers_saw": _target_summary(fused["train"][students[~held]], labels["train"][students[~held]]),
+            "teachers_did_not_see": _target_summary(fused["train"][students[held]], labels["train"][students[held]]),
         }
         report["test"][name] = scene_metrics(fused["test"], labels["test"], test_devices)
         filenames = np.concatenate([cache.clips["filename"].to_numpy() for cache in caches.values()])

@@ -85,6 +85,12 @@ def ensemble_metrics(fusion: dict) -> dict:
                                   for name, value in fusion["holdout_cross_entropy"].items()},  # fmt: skip
         "student_train_top_probability": {name: _rounded(result["mean_top_probability"])
                                           for name, result in fusion["student_train"].items()},  # fmt: skip
+        # The same apart: on the students' clips the teachers trained on, and on the hold-out clips they did not.
+        "student_train_top_probability_split": {
+            name: {part: _rounded(result[part]["mean_top_probability"]) if result[part]["clips"] else None
+                   for part in ("teachers_saw", "teachers_did_not_see")}
+            for name, result in fusion["student_train"].items()
+        },  # fmt: skip
     }
 
 
