@@ -23,6 +23,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/pretraining.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/distill.smk"

@@ -39,6 +39,9 @@ TINY_SPEC = dict(
 )  # fmt: skip
 
 
+TINY_CORPUS = dict(recordings=4, clips_per_recording=2, locations=2, devices=2)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dsflexinet.data.synth import SyntheticSpec, generate
@@ -47,11 +50,16 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_pipeline_config(config: dict) -> dict:
-    """The default config shrunk to a smoke run of every rule: the tiny data set, one seed and recipe of each
-    teacher architecture (2 teachers), two sm1 students (one of each RN dimension), one epoch everywhere."""
+    """The default config shrunk to a smoke run of every rule: the tiny data set and pretraining corpus, one seed
+    and recipe of each teacher architecture (2 teachers), two sm1 students (one of each RN dimension), one epoch
+    everywhere."""
     config = copy.deepcopy(config)
     config["data"]["synthetic"].update(TINY_SPEC)
     config["data"]["impulse_responses"]["synthetic"]["count"] = 4
+    config["pretraining"]["corpus"].update(TINY_CORPUS)
+    for entry in config["weights"].values():
+        if "pretrain" in entry:
+            entry["schedule"].update(epochs=1, batch_size=8, warmup_epochs=0, rampdown_start=0, rampdown_epochs=1)
     config["compute"]["threads"] = 1
     teachers = config["teachers"]
     # One training location per scene: nothing to hold out, so the fusion is fitted in-sample.

@@ -151,10 +151,17 @@ def test_a_run_naming_its_schedule_kind_replaces_the_default(tmp_path: Path) -> 
          "reports.table2 names student run 'sm5', which students.runs does not define"),
         (lambda c: c["teachers"]["fusion"].update(holdout_fraction=0),
          "teachers.fusion: fit 'holdout' needs a holdout_fraction above 0"),
-        (lambda c: c["teachers"]["architectures"]["passt"]["model"].update(name="passt_s"),
+        (lambda c: (c["teachers"]["architectures"]["passt"]["model"].update(name="passt_s"),
+                    c["teachers"]["architectures"]["passt"].pop("pretrained")),
          "teachers.architectures.passt: passt_s starts from pretrained weights in the paper; set pretrained to a key"),
         (lambda c: c["teachers"]["architectures"]["passt"].update(pretrained="passt_s_imagenet"),
-         "teachers.architectures.passt.pretrained: 'passt_s_imagenet' is not a key of weights (none are configured)"),
+         "teachers.architectures.passt.pretrained: 'passt_s_imagenet' is not a key of weights (passt_corpus,"
+         " cpresnet_corpus)"),
+        (lambda c: c["teachers"]["architectures"]["cpresnet"].update(pretrained="passt_corpus"),
+         "teachers.architectures.cpresnet.pretrained: weights.passt_corpus pretrains a passt_tiny, not this"
+         " cp_resnet_tiny"),
+        (lambda c: c["weights"]["cpresnet_corpus"].update(pretrain="cp_resnet"),
+         "weights.cpresnet_corpus.pretrain: 'cp_resnet' is not a teacher architecture (passt, cpresnet)"),
     ],
 )  # fmt: skip
 def test_job_settings_are_checked_before_any_job_runs(change, message: str) -> None:

@@ -225,6 +225,7 @@ def test_snakemake_submission_plans_the_student_it_names(tmp_path: Path) -> None
     assert counts == {
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
         "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
+        "generate_pretraining_corpus": 1, "pretrain_weights": 2,
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,
         "train_student": 1, "qat_student": 1, "evaluate_student": 1, "student_complexity": 1,
         "write_submission": 1, "submission": 1,
@@ -370,6 +371,7 @@ def test_snakemake_data_efficiency_trains_every_size_at_every_fraction(tmp_path:
     assert counts == {
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
         "cache_waveforms": 2, "split_training_clips": 2, "energy_analysis": 2,
+        "generate_pretraining_corpus": 1, "pretrain_weights": 2,  # pretrained once, whatever the subset
         "train_teacher": 4, "dump_teacher_logits": 4, "fuse_teachers": 2,  # 2 teachers per subset
         "train_student": 4, "qat_student": 4, "evaluate_student": 8,  # 2 sizes x 2 fractions x 1 seed, float + int8
         "report_data_efficiency": 1, "data_efficiency": 1,

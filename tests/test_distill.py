@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dsflexinet.data.splits import read_clip_table
 from dsflexinet.distill.fusion import Fusion, cross_entropy, fit_fusion
 from dsflexinet.distill.logits import load_logits, save_logits
 from dsflexinet.distill.loss import distillation_loss
@@ -189,6 +190,31 @@ def _fuse(case: dict, fit: str, clips: Path, tmp_path: Path) -> dict:
     out = EnsembleFiles(*(str(tmp_path / f"{fit}-{name}") for name in ("fused.npz", "average.npz", "f.json")))
     return fuse_teachers(case["teachers"], case["train"], case["test"], fit, clips, case["students"], case["held"],
                          out, steps=100)  # fmt: skip
+
+
+def test_holdout_outcomes_of_a_fusion_fitted_there_are_out_of_sample(tmp_path: Path) -> None:
+    """A development run scores the ensembles on the hold-out: the average as it is, a fusion fitted on those
+    very clips cross-fitted (each fold scored by the fit on the other), never by the fit that saw the clip."""
+    from dsflexinet.distill.fusion import cross_fitted_logits, write_holdout_outcomes
+    from dsflexinet.report.stats import read_clips
+
+    case = _memoriser_case(tmp_path)
+    report = _fuse(case, "holdout", case["held"], tmp_path)
+    assert report["fit"]["kept"]
+    out = tmp_path / "average.tsv", tmp_path / "fused.tsv"
+    accuracy = write_holdout_outcomes(case["teachers"], case["train"], case["held"], tmp_path / "holdout-f.json", *out,
+                                      steps=100)  # fmt: skip
+    average, fused = (read_clips(path) for path in out)
+    assert len(average) == len(fused) == 100 and set(fused["identifier"]) == {f"lyon-{i}" for i in range(20, 30)}
+    assert accuracy["average"] == pytest.approx((average["prediction"] == average["label"]).mean())
+    # Exactly the cross-fitted predictions with the shrinkage the fit chose, not the in-sample fit's.
+    held = read_clip_table(case["held"])
+    teacher_logits = [load_logits(path, held["filename"].tolist())[1] for path in case["teachers"].values()]
+    crossed = cross_fitted_logits(np.stack(teacher_logits), held["label"].to_numpy(), held, 100,
+                                  report["fit"]["shrinkage"])  # fmt: skip
+    order = np.argsort(held["filename"].to_numpy())
+    assert np.array_equal(fused["prediction"].to_numpy(), crossed.argmax(axis=1)[order])
+    assert accuracy["fused"] > 0.6  # the generaliser carries the fusion out of sample
 
 
 def test_fusion_fitted_on_the_holdout_ignores_memorised_clips(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from copy import deepcopy
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +16,9 @@ from torchinfo import summary
 from dsflexinet.audio.frontend import build_frontend
 from dsflexinet.audio.pipeline import TrainingInput
 from dsflexinet.cli import main
+from dsflexinet.data.download import file_digest
 from dsflexinet.errors import PipelineError
+from dsflexinet.layout import checksum_beside
 from dsflexinet.models.complexity import MAX_MACS, MAX_PARAM_BYTES, check_limits, complexity, count_macs
 from dsflexinet.models.flexinet import expanded_width
 from dsflexinet.models.passt import CONFIGS as PASST_CONFIGS
@@ -308,10 +311,16 @@ def test_patchout_drops_tokens_in_training_only() -> None:
 SMALL = PaSSTConfig(width=32, depth=2, heads=2)
 
 
+def _save_verified(state: dict, path) -> None:
+    """A checkpoint as the pipeline keeps one: the file and its SHA-256 beside it."""
+    torch.save(state, path)
+    Path(checksum_beside(str(path))).write_text(f"{file_digest(path, 'sha256')}  {path.name}\n")
+
+
 def test_load_pretrained_maps_crops_and_skips_the_head(tmp_path) -> None:
     checkpoint = _checkpoint_layout(SMALL, (12, 99))
     path = tmp_path / "passt.pt"
-    torch.save(checkpoint, path)
+    _save_verified(checkpoint, path)
     model = PaSST(SMALL, (128, 100))
     head_before = model.head.weight.detach().clone()
     load_pretrained(model, path)
@@ -331,7 +340,7 @@ def test_load_pretrained_interpolates_other_frequency_grids(tmp_path) -> None:
     checkpoint = _checkpoint_layout(SMALL, (12, 99))
     ramp = torch.linspace(-1.0, 1.0, 12)
     checkpoint["freq_new_pos_embed"] = ramp.view(1, 1, 12, 1).expand(1, 32, 12, 1).clone()
-    torch.save(checkpoint, tmp_path / "passt.pt")
+    _save_verified(checkpoint, tmp_path / "passt.pt")
     model = load_pretrained(PaSST(SMALL, (64, 100)), tmp_path / "passt.pt")  # 64 mels: 5 frequency patches
     loaded = model.freq_pos[0, 0, :, 0]
     assert loaded.shape == (5,)
@@ -341,23 +350,47 @@ def test_load_pretrained_interpolates_other_frequency_grids(tmp_path) -> None:
 
 def test_load_pretrained_errors_name_the_file(tmp_path) -> None:
     missing = tmp_path / "nothing.pt"
-    with pytest.raises(PipelineError, match=f"{missing}: PaSST checkpoint not found"):
+    with pytest.raises(PipelineError, match=f"{missing}: pretrained checkpoint not found"):
         build_model("passt_tiny", pretrained_path=str(missing))
 
     wrong_width = tmp_path / "wide.pt"
-    torch.save(_checkpoint_layout(PaSSTConfig(width=64, depth=2, heads=2), (12, 99)), wrong_width)
+    _save_verified(_checkpoint_layout(PaSSTConfig(width=64, depth=2, heads=2), (12, 99)), wrong_width)
     with pytest.raises(PipelineError, match=f"{wrong_width}: does not match this PaSST"):
         load_pretrained(PaSST(SMALL, (128, 100)), wrong_width)
 
     shallow = tmp_path / "shallow.pt"
-    torch.save({k: v for k, v in _checkpoint_layout(SMALL, (12, 99)).items() if not k.startswith("blocks.1.")}, shallow)
+    _save_verified({k: v for k, v in _checkpoint_layout(SMALL, (12, 99)).items() if not k.startswith("blocks.1.")},
+                   shallow)
     with pytest.raises(PipelineError, match=f"{shallow}: does not match this PaSST \\(missing blocks.1"):
         load_pretrained(PaSST(SMALL, (128, 100)), shallow)
 
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
+    Path(checksum_beside(str(garbage))).write_text(f"{file_digest(garbage, 'sha256')}  garbage.pt\n")
     with pytest.raises(PipelineError, match=f"{garbage}: not a readable PyTorch checkpoint"):
         load_pretrained(PaSST(SMALL, (128, 100)), garbage)
+
+
+def test_a_checkpoint_is_loaded_only_with_a_matching_checksum_beside_it(tmp_path) -> None:
+    path = tmp_path / "cp.pt"
+    backbone = {k: v for k, v in build_model("cp_resnet_tiny").state_dict().items() if not k.startswith("head.")}
+    _save_verified(backbone, path)
+    loaded = build_model("cp_resnet_tiny", pretrained_path=str(path), n_classes=3)
+    assert torch.equal(loaded.state_dict()["stem.0.weight"], backbone["stem.0.weight"])
+    assert loaded(torch.randn(2, 1, 256, 65)).shape == (2, 3)  # a fresh head of its own size
+
+    Path(checksum_beside(str(path))).write_text("0" * 64 + "  cp.pt\n")
+    with pytest.raises(PipelineError) as refused:
+        build_model("cp_resnet_tiny", pretrained_path=str(path))
+    assert str(refused.value) == (f"{path}: SHA-256 {file_digest(path, 'sha256')} does not match {'0' * 64} in"
+                                  " cp.pt.sha256; refusing to load")  # fmt: skip
+    Path(checksum_beside(str(path))).unlink()
+    with pytest.raises(PipelineError, match=rf"^{path}: no SHA-256 in {path}.sha256"):
+        build_model("cp_resnet_tiny", pretrained_path=str(path))
+    wider = tmp_path / "wide.pt"
+    _save_verified({k: v for k, v in build_model("cp_resnet").state_dict().items() if not k.startswith("head.")}, wider)
+    with pytest.raises(PipelineError, match=rf"^{wider}: does not match this CPResNet \(stem.0.weight is"):
+        build_model("cp_resnet_tiny", pretrained_path=str(wider))
 
 
 # --- registry and command ---------------------------------------------------------------------------------------

@@ -118,3 +118,31 @@ def test_development_metrics_summarise_curves_on_the_holdout(tmp_path: Path) -> 
         "val_log_loss_last": 1.2, "train_accuracy_last": 0.9, "train_loss_last": 0.5,
     }  # fmt: skip
     assert metrics["ensemble_holdout_accuracy"] == {"average": 0.65}  # the teachers' own are in their curves
+    assert "teachers_over_labels_only" not in metrics
+
+
+def test_development_metrics_give_the_teachers_margin_with_its_interval(tmp_path: Path) -> None:
+    """The fused ensemble against the student on labels alone, paired over the hold-out's locations: a known
+    difference (9 of 12 against 6 of 12 right: +25 points) and the location bootstrap's interval around it."""
+    from dsflexinet.report.summary import TEACHER_MARGIN_PP, write_development_metrics
+
+    pd.DataFrame({"epoch": [1], "train_acc": [0.5], "train_loss": [1.0], "val_acc": [0.5], "val_loss": [1.0]}).to_csv(
+        tmp_path / "history.csv", index=False)  # fmt: skip
+    names = [f"audio/park-lyon-{i // 4}-0-{i}-a.wav" for i in range(12)]
+    identifiers = [f"lyon-{i // 4}" for i in range(12)]
+    pd.DataFrame({"filename": names, "scene_label": "park", "label": 0, "city": "lyon", "identifier": identifiers,
+                  "device": "a"}).to_csv(tmp_path / "holdout.tsv", sep="\t", index=False)  # fmt: skip
+    (tmp_path / "fusion.json").write_text(json.dumps({"teachers": [], "holdout": {}}))
+    for name, right in (("ensemble", [1, 1, 1, 0] * 3), ("student", [1, 1, 0, 0] * 3)):
+        pd.DataFrame({"filename": names, "identifier": identifiers, "device": "a", "label": 0,
+                      "prediction": [0 if r else 1 for r in right], "nll": 0.5}).to_csv(
+            tmp_path / f"{name}.tsv", sep="\t", index=False)  # fmt: skip
+    comparison = {"fused ensemble": tmp_path / "ensemble.tsv", "sm4-nokd": tmp_path / "student.tsv"}
+    metrics = write_development_metrics({"student": tmp_path / "history.csv"}, tmp_path / "fusion.json",
+                                        tmp_path / "holdout.tsv", tmp_path / "development.json", comparison)
+    margin = metrics["teachers_over_labels_only"]
+    assert margin["a"] == "fused ensemble" and margin["b"] == "sm4-nokd"
+    assert (margin["a_accuracy"], margin["b_accuracy"], margin["difference_pp"]) == (0.75, 0.5, 25.0)
+    assert margin["locations"] == 3 and margin["clips"] == 12 and margin["target_pp"] == TEACHER_MARGIN_PP
+    # Every location gains one clip of four: every resample gives the same +25, so the interval is that point.
+    assert margin["low_pp"] == margin["high_pp"] == 25.0 and margin["reached"] is True

@@ -38,6 +38,7 @@ def test_default_dag_has_every_step_of_the_paper() -> None:
     assert counts == {
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
         "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
+        "generate_pretraining_corpus": 1, "pretrain_weights": 2,  # one checkpoint per teacher architecture
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,  # 2 architectures x 2 recipes x 3 seeds
         "train_student": 11, "qat_student": 11, "evaluate_student": 22, "student_complexity": 11,
         "report_table": 4, "report_confusion": 2, "report_claims": 1, "report_metrics": 1, "all": 1,
@@ -183,7 +184,9 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
     assert counts == {
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
         "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
+        "generate_pretraining_corpus": 1, "pretrain_weights": 2,
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1, "train_student": 11,
+        "evaluate_student_holdout": 11, "ensemble_holdout": 1,  # paired outcomes on the hold-out
         "report_development": 1, "all": 1,
     }  # fmt: skip
     result = snakemake("-n", "--forceall", "--nolock", "-p", "--configfile", "config/development.yaml")
@@ -194,6 +197,9 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
     assert all(f"--train-clips results/development/split100/splits/{teacher_share}" in line for line in training)
     # Apart from the default run's outputs: nothing of results/split100/ is written or read.
     assert "results/split100/" not in result.stdout and "results/development/development.json" in result.stdout
+    # The teachers' margin over the student on labels alone (Table IV's Teacher(w/o)), paired clip by clip.
+    margin = "--ensemble-clips results/development/split100/ensemble/holdout_fused_clips.tsv --labels-only-clips"
+    assert f"{margin} results/development/split100/students/sm4-nokd/s1/holdout_float_clips.tsv" in result.stdout
     refused = snakemake("-n", "--nolock", "results/tables/table4.md", "--configfile", "config/development.yaml")
     assert refused.returncode != 0
     assert "the training curves are on the fusion hold-out" in refused.stdout + refused.stderr

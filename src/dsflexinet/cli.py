@@ -45,6 +45,14 @@ def _generate_synthetic(args: argparse.Namespace) -> None:
     log.info("wrote synthetic TAU22 layout under %s", root)
 
 
+def _pretraining_corpus(args: argparse.Namespace) -> None:
+    from dsflexinet.data.pretraining import CorpusSpec, generate_corpus
+
+    table = generate_corpus(CorpusSpec.from_dict(args.spec), args.out_waves, args.out_table)
+    log.info("wrote a pretraining corpus of %d clips (%d recordings) to %s", len(table), table["recording"].nunique(),
+             args.out_waves)  # fmt: skip
+
+
 def _synthesise_dirs(args: argparse.Namespace) -> None:
     from dsflexinet.data.dirs import synthesise_impulse_responses
 
@@ -60,9 +68,12 @@ def _fetch_micirp(args: argparse.Namespace) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> None:
+    from dsflexinet.atomic import write_text
     from dsflexinet.data.download import fetch
 
     fetch(args.url, args.out, args.checksum, algorithm=args.algorithm)
+    if args.out_checksum:  # what loading checks the file against later (models.pretrained)
+        write_text(args.out_checksum, f"{args.checksum.lower()}  {args.out.name}\n")
     log.info("verified %s", args.out)
 
 
@@ -135,6 +146,12 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--out", type=Path, required=True, help="directory that receives the data set root")
     command.set_defaults(handler=_generate_synthetic)
 
+    command = commands.add_parser("pretraining-corpus", help="write the synthetic multi-label pretraining corpus")
+    command.add_argument("--spec", type=_json_object, default={}, help="CorpusSpec fields as JSON")
+    command.add_argument("--out-waves", type=Path, required=True, help="corpus.npy: int16 [clips, samples]")
+    command.add_argument("--out-table", type=Path, required=True, help="corpus.tsv: one row and 0/1 labels per clip")
+    command.set_defaults(handler=_pretraining_corpus)
+
     command = commands.add_parser("synthesise-dirs", help="write a synthetic device impulse-response set")
     command.add_argument("--count", type=int, default=66)
     command.add_argument("--seed", type=int, default=66)
@@ -152,6 +169,7 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--checksum", required=True)
     command.add_argument("--algorithm", default="md5", choices=("md5", "sha256"))
     command.add_argument("--out", type=Path, required=True)
+    command.add_argument("--out-checksum", type=Path, help="write the verified checksum here (sha256sum format)")
     command.set_defaults(handler=_fetch)
 
     command = commands.add_parser("extract", help="unpack zip archives once (resumes an interrupted extraction)")
@@ -350,10 +368,19 @@ def _fuse(args: argparse.Namespace) -> None:
     log.info("test accuracy: %s", accuracy)
 
 
+def _ensemble_holdout(args: argparse.Namespace) -> None:
+    from dsflexinet.distill.fusion import write_holdout_outcomes
+
+    teachers = {Path(path).parent.name: path for path in args.logits}
+    accuracy = write_holdout_outcomes(teachers, args.train_cache, args.holdout_clips, args.fusion, args.out_average,
+                                      args.out_fused, steps=args.steps)  # fmt: skip
+    log.info("hold-out accuracy, out of sample: %s", {name: round(value, 4) for name, value in accuracy.items()})
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from dsflexinet.evaluate.metrics import evaluate_model
 
-    metrics = evaluate_model(args.model, args.cache, args.out, args.out_clips)
+    metrics = evaluate_model(args.model, args.cache, args.out, args.out_clips, args.clips)
     log.info("%s: accuracy %.4f on %d clips", args.model, metrics["accuracy"], metrics["clips"])
 
 
@@ -365,7 +392,26 @@ def _predict(args: argparse.Namespace) -> int:
     return 0 if classified else 1
 
 
+def _pretrain(args: argparse.Namespace) -> None:
+    from dsflexinet.train.pretrain import pretrain_job
+
+    report = pretrain_job(args.architecture, args.schedule, args.corpus_waves, args.corpus_table, args.out_weights,
+                          args.out_checksum, args.out_report, args.seed)  # fmt: skip
+    log.info("pretrained %s: held-out mAP %.3f", args.out_weights, report["history"][-1]["held_out_map"])
+
+
 def _add_training_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("pretrain", help="pretrain a teacher architecture on the corpus (multi-label)")
+    command.add_argument("--architecture", type=_json_object, required=True, help="model, frontend and time_roll")
+    command.add_argument("--schedule", type=_json_object, required=True)
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--corpus-waves", type=Path, required=True)
+    command.add_argument("--corpus-table", type=Path, required=True)
+    command.add_argument("--out-weights", type=Path, required=True, help="the backbone's state dict (no head)")
+    command.add_argument("--out-checksum", type=Path, required=True, help="its SHA-256, sha256sum format")
+    command.add_argument("--out-report", type=Path, required=True, help="the curve and held-out mAP, as JSON")
+    command.set_defaults(handler=_pretrain)
+
     command = commands.add_parser("train", help="train a teacher or a student (resumes an interrupted run)")
     command.add_argument("--spec", type=_json_object, required=True, help="the job spec (see train/module.py)")
     _add_training_inputs(command)
@@ -398,11 +444,22 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--out-report", required=True, help="fusion.json")
     command.set_defaults(handler=_fuse)
 
+    command = commands.add_parser("ensemble-holdout", help="the ensembles' per-clip outcomes on the fusion hold-out")
+    command.add_argument("logits", nargs="+", type=Path, help="<teacher>/logits.npz files, as given to fuse")
+    command.add_argument("--train-cache", type=Path, required=True)
+    command.add_argument("--holdout-clips", type=Path, required=True)
+    command.add_argument("--fusion", type=Path, required=True, help="the fuse command's fusion.json")
+    command.add_argument("--steps", type=int, default=300, help="L-BFGS iterations, as given to fuse")
+    command.add_argument("--out-average", type=Path, required=True)
+    command.add_argument("--out-fused", type=Path, required=True)
+    command.set_defaults(handler=_ensemble_holdout)
+
     command = commands.add_parser("evaluate", help="accuracy per device and group, confusion matrix, as JSON")
     command.add_argument("--model", type=Path, required=True, help="model.pt or an exported (int8) model")
     command.add_argument("--cache", type=Path, required=True)
     command.add_argument("--out", type=Path, required=True, help="the metrics (JSON)")
     command.add_argument("--out-clips", type=Path, required=True, help="one row per clip (tab-separated)")
+    command.add_argument("--clips", type=Path, help="score only the clips of this table (a development hold-out)")
     command.set_defaults(handler=_evaluate)
 
     command = commands.add_parser("predict", help="classify WAV files or directories into a CSV")
@@ -451,7 +508,10 @@ def _report_metrics(args: argparse.Namespace) -> None:
 def _report_development(args: argparse.Namespace) -> None:
     from dsflexinet.report.summary import write_development_metrics
 
-    write_development_metrics(args.histories, args.fusion, args.holdout_clips, args.out)
+    comparison = None
+    if args.ensemble_clips:
+        comparison = {"fused ensemble": args.ensemble_clips, args.labels_only_run: args.labels_only_clips}
+    write_development_metrics(args.histories, args.fusion, args.holdout_clips, args.out, comparison)
 
 
 def _report_claims(args: argparse.Namespace) -> None:
@@ -504,6 +564,10 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--histories", type=_json_object, required=True, help="JSON {name: history.csv}")
     command.add_argument("--fusion", type=Path, required=True, help="the ensemble's fusion.json")
     command.add_argument("--holdout-clips", type=Path, required=True, help="the fusion hold-out's clip table")
+    command.add_argument("--ensemble-clips", type=Path, help="the fused ensemble's hold-out outcomes")
+    command.add_argument("--labels-only-clips", type=Path, help="a student's hold-out outcomes: the one trained on"
+                                                                  " labels alone (Table IV's Teacher(w/o))")
+    command.add_argument("--labels-only-run", default="labels only", help="that student run's name")
     command.add_argument("--out", type=Path, required=True, help="development.json")
     command.set_defaults(handler=_report_development)
 

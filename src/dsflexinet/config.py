@@ -122,13 +122,19 @@ def _check_model(where: str, model: dict, frontend: dict) -> None:
         )
 
 
-def _check_pretrained(where: str, architecture: dict, weights: dict) -> None:
+def _check_pretrained(where: str, architecture: dict, config: dict) -> None:
     from dsflexinet.models.registry import model_spec
 
+    weights = config.get("weights", {})
     model, pretrained = architecture["model"], architecture.get("pretrained")
     if pretrained not in (None, NO_WEIGHTS) and pretrained not in weights:
         known = ", ".join(weights) or "none are configured"
         raise PipelineError(f"config: {where}.pretrained: {pretrained!r} is not a key of weights ({known})")
+    if pretrained in weights and "pretrain" in weights[pretrained]:
+        source = pretraining_architecture(config, pretrained)["model"]["name"]
+        if source != model["name"]:
+            raise PipelineError(f"config: {where}.pretrained: weights.{pretrained} pretrains a {source}, not this"
+                                f" {model['name']}")  # fmt: skip
     from_path = "pretrained_path" in model.get("options", {})
     if model_spec(model["name"]).paper_pretrained and pretrained is None and not from_path:
         raise PipelineError(
@@ -141,7 +147,7 @@ def _check_job_specs(config: dict) -> None:
     for name in config["teachers"]["architectures"]:
         architecture = config["teachers"]["architectures"][name]
         _check_model(f"teachers.architectures.{name}", architecture["model"], architecture["frontend"])
-        _check_pretrained(f"teachers.architectures.{name}", architecture, config.get("weights", {}))
+        _check_pretrained(f"teachers.architectures.{name}", architecture, config)
     for run in config["students"]["runs"]:
         settings = student_settings(config, run)
         _check_model(f"students.runs.{run}", settings["model"], settings["frontend"])
@@ -185,6 +191,21 @@ def teacher_weights(config: dict, architecture: str) -> str | None:
     """The checkpoint file a teacher architecture starts from (layout.weights), None from scratch."""
     pretrained = config["teachers"]["architectures"][architecture].get("pretrained")
     return None if pretrained in (None, NO_WEIGHTS) else layout.weights(config["data"]["root"], pretrained)
+
+
+def pretraining_architecture(config: dict, weights: str) -> dict:
+    """What a `pretrain` entry of `weights` trains on the corpus: its teacher architecture's model (without a
+    checkpoint to start from), frontend and time roll."""
+    name = config["weights"][weights]["pretrain"]
+    architectures = config["teachers"]["architectures"]
+    if name not in architectures:
+        raise PipelineError(f"config: weights.{weights}.pretrain: {name!r} is not a teacher architecture"
+                            f" ({', '.join(architectures)})")  # fmt: skip
+    architecture = architectures[name]
+    options = {key: value for key, value in architecture["model"].get("options", {}).items()
+               if key != "pretrained_path"}  # fmt: skip
+    return {"model": {"name": architecture["model"]["name"], "options": options},
+            "frontend": architecture["frontend"], "time_roll": architecture["time_roll"]}  # fmt: skip
 
 
 def teacher_names(config: dict) -> list[str]:

@@ -35,8 +35,34 @@ PRECISIONS = ("float", "int8")
 
 
 def weights(data_root: str, name: str = "{name}") -> str:
-    """A pretrained checkpoint of the config's `weights` section, fetched and verified once."""
+    """A pretrained checkpoint of the config's `weights` section: fetched and verified once, or pretrained on
+    the corpus (a default run); versioned with the data set."""
     return f"{data_root}/weights/{name}.pt"
+
+
+def checksum_beside(path: str) -> str:
+    """Where a checkpoint's SHA-256 lies (sha256sum's format), written by the job that fetched or made it."""
+    return f"{path}.sha256"
+
+
+def weights_checksum(data_root: str, name: str = "{name}") -> str:
+    return checksum_beside(weights(data_root, name))
+
+
+def pretraining_report(data_root: str, name: str = "{name}") -> str:
+    """What pretraining a checkpoint on the corpus measured: its curve and held-out mean average precision."""
+    return f"{data_root}/weights/{name}.json"
+
+
+@dataclass(frozen=True)
+class CorpusFiles:
+    waves: str
+    table: str
+
+
+def pretraining_corpus(data_root: str) -> CorpusFiles:
+    """The pretraining corpus (data.pretraining), versioned with the data set."""
+    return CorpusFiles(f"{data_root}/pretraining/corpus.npy", f"{data_root}/pretraining/corpus.tsv")
 
 
 def cache(split: str = "{split}") -> str:
@@ -137,6 +163,11 @@ def ensemble(subset: str = "{subset}") -> EnsembleFiles:
     return EnsembleFiles(f"{root}/fused.npz", f"{root}/average.npz", f"{root}/fusion.json")
 
 
+def ensemble_holdout_clips(subset: str = "{subset}", kind: str = "{kind}") -> str:
+    """A development run's per-clip outcomes of an ensemble (`fused`, `average`) on the fusion hold-out."""
+    return f"{_subset_root(subset)}/ensemble/holdout_{kind}_clips.tsv"
+
+
 @dataclass(frozen=True)
 class QatFiles:
     training: TrainingFiles  # model = the exported int8 TorchScript classifier
@@ -164,6 +195,12 @@ class StudentFiles:
     def clips(self, precision: str = "{precision}") -> str:
         """Per-clip outcomes of an evaluation (what intervals resample)."""
         return f"{self.directory}/eval_{precision}_clips.tsv"
+
+    @property
+    def holdout(self) -> tuple[str, str]:
+        """A development run's evaluation of the float model on the fusion hold-out: metrics and per-clip
+        outcomes."""
+        return f"{self.directory}/holdout_float.json", f"{self.directory}/holdout_float_clips.tsv"
 
 
 def student(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> StudentFiles:

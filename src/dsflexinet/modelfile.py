@@ -98,6 +98,12 @@ def _write_archive(path: str | Path, save: Callable[[BinaryIO], None]) -> None:
         save(file)
 
 
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """A plain state dict of tensors (a pretrained backbone, read by models.pretrained): the same weights give
+    the same bytes, so its checksum shows whether a rerun reproduced it."""
+    _write_archive(path, lambda file: torch.save(state_dict, file))
+
+
 # --- model.pt -------------------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from dsflexinet import layout
 from dsflexinet.config import (
     fixed_energy_threshold,
     needs_energy_analysis,
+    pretraining_architecture,
     qat_spec,
     student_seeds,
     student_spec,
@@ -43,6 +44,7 @@ SUBSET_TABLES = [f"{DATASET}/{subset_file(fraction)}" for fraction in SUBSET_FRA
 TAU22_ARCHIVES = read_manifest("tau22.md5")
 IR_DIR = f"{DATA_ROOT}/impulse_responses/{DATA['impulse_responses']['source']}"
 CACHE = {split: layout.cache(split) for split in DATA["splits"]}
+PRETRAINING_CORPUS = layout.pretraining_corpus(DATA_ROOT)
 TEACHERS = teacher_names(config)
 STUDENTS = list(config["students"]["runs"])
 SEEDS = student_seeds(config)
@@ -122,7 +124,13 @@ def teacher_inputs(wildcards):
     spec = teacher_spec(config, wildcards.teacher)
     inputs = training_inputs(spec, wildcards.subset, layout.splits(wildcards.subset).teacher_train)
     weights = spec["model"].get("options", {}).get("pretrained_path")
-    return inputs | ({"weights": weights} if weights else {})
+    return inputs | ({"weights": weights, "weights_checksum": layout.checksum_beside(weights)} if weights else {})
+
+
+def weights_pattern(kind):
+    """The `{name}` wildcard of the weights made one way: `url` (fetched) or `pretrain` (on the corpus)."""
+    names = [name for name, entry in config.get("weights", {}).items() if kind in entry]
+    return "|".join(names) or "^$"
 
 
 def student_inputs(wildcards):
@@ -213,6 +221,15 @@ def development_histories():
         **{f"teacher {name}": layout.teacher(SUBSET, name).training.history for name in TEACHERS},
         **{f"student {run}": layout.student(SUBSET, run, SEEDS[0]).training.history for run in STUDENTS},
     }
+
+
+def labels_only_comparison(wildcards, input):
+    """report-development's flags for the teachers' margin over Table IV's student on labels alone, if any."""
+    run = REPORTS.get("table4", {}).get("Teacher(w/o)")
+    if run is None:
+        return ""
+    clips = layout.student(SUBSET, run, SEEDS[0]).holdout[1]
+    return f"--ensemble-clips {shlex.quote(input.ensemble)} --labels-only-clips {shlex.quote(clips)} --labels-only-run {run}"
 
 
 def final_targets():

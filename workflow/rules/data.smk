@@ -214,25 +214,3 @@ rule split_training_clips:
         " --fraction {params.fraction} {params.synthetic_flag} --holdout-fraction {params.holdout_fraction}"
         " --seed {params.seed} --out-train {output.train:q} --out-teacher-train {output.teacher_train:q}"
         " --out-holdout {output.holdout:q} > {log:q} 2>&1"
-
-
-rule fetch_weights:
-    output:
-        layout.weights(DATA_ROOT),
-    wildcard_constraints:
-        name="|".join(config.get("weights", {})) or "^$",
-    params:
-        url=lambda wildcards: config["weights"][wildcards.name]["url"],
-        sha256=lambda wildcards: config["weights"][wildcards.name]["sha256"],
-    log:
-        "logs/data/fetch_weights_{name}.log",
-    retries: 2
-    priority: PRIORITY["data"]
-    resources:
-        mem_mb=DATA_RESOURCES["mem_mb"],
-        runtime=DATA_RESOURCES["runtime"],
-    conda:
-        ENV
-    shell:
-        "python -m dsflexinet fetch --url {params.url:q} --checksum {params.sha256} --algorithm sha256"
-        " --out {output:q} > {log:q} 2>&1"

@@ -35,3 +35,30 @@ rule fuse_teachers:
         " --student-clips {input.students:q} --holdout-clips {input.holdout:q} --steps {params.steps}"
         " --out-fused {output.fused:q}"
         " --out-average {output.average:q} --out-report {output.report:q} > {log:q} 2>&1"
+
+
+rule ensemble_holdout:
+    input:
+        logits=lambda wildcards: [layout.teacher(wildcards.subset, name).logits for name in TEACHERS],
+        train=CACHE["train"],
+        holdout=layout.splits().fusion_holdout,
+        fusion=ENSEMBLE.report,
+    output:
+        average=layout.ensemble_holdout_clips(kind="average"),
+        fused=layout.ensemble_holdout_clips(kind="fused"),
+    params:
+        steps=config["teachers"]["fusion"]["steps"],
+    log:
+        "logs/{subset}/distill/ensemble_holdout.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/{{subset}}/ensemble_holdout.tsv"
+    threads: THREADS
+    priority: PRIORITY["evaluation"]
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet --threads {threads} ensemble-holdout {input.logits:q} --train-cache {input.train:q}"
+        " --holdout-clips {input.holdout:q} --fusion {input.fusion:q} --steps {params.steps}"
+        " --out-average {output.average:q} --out-fused {output.fused:q} > {log:q} 2>&1"

@@ -101,10 +101,13 @@ rule report_development:
         histories=list(development_histories().values()),
         fusion=layout.ensemble(SUBSET).report,
         holdout=layout.splits(SUBSET).fusion_holdout,
+        ensemble=layout.ensemble_holdout_clips(SUBSET, "fused"),
+        students=[layout.student(SUBSET, run, SEEDS[0]).holdout[1] for run in STUDENTS],
     output:
         layout.DEVELOPMENT,
     params:
         histories=as_ordered_json(development_histories()),
+        comparison=labels_only_comparison,
     log:
         "logs/report/development.log",
     benchmark:
@@ -115,4 +118,4 @@ rule report_development:
         ENV
     shell:
         "python -m dsflexinet report-development --histories {params.histories:q} --fusion {input.fusion:q}"
-        " --holdout-clips {input.holdout:q} --out {output:q} > {log:q} 2>&1"
+        " --holdout-clips {input.holdout:q} {params.comparison} --out {output:q} > {log:q} 2>&1"

@@ -65,3 +65,26 @@ rule student_complexity:
         "python -m dsflexinet complexity {params.model} --options {params.options:q} --run {wildcards.run:q}"
         " --max-macs {params.max_macs} --max-param-bytes {params.max_param_bytes} --precision {params.precision}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+rule evaluate_student_holdout:
+    input:
+        model=STUDENT.training.model,
+        cache=CACHE["train"],
+        holdout=layout.splits().fusion_holdout,
+    output:
+        metrics=STUDENT.holdout[0],
+        clips=STUDENT.holdout[1],
+    log:
+        "logs/{subset}/students/evaluate_holdout_{run}_s{seed}.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/{{subset}}/evaluate_student_holdout_{{run}}_s{{seed}}.tsv"
+    threads: THREADS
+    priority: PRIORITY["evaluation"]
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet --threads {threads} evaluate --model {input.model:q} --cache {input.cache:q}"
+        " --clips {input.holdout:q} --out {output.metrics:q} --out-clips {output.clips:q} > {log:q} 2>&1"

@@ -130,13 +130,26 @@ class DeviceParameters:
     drive: float
 
 
-def device_parameters(spec: SyntheticSpec, device: str, n_samples: int) -> DeviceParameters:
-    """Draw `device` from its family under the data set's seed: the same device every time, whatever the order."""
-    family = DEVICE_FAMILIES[DEVICE_FAMILY[device]]
-    rng = np.random.default_rng([spec.seed, 4, DEVICES.index(device)])
-    response = random_response_db(np.fft.rfftfreq(n_samples, 1 / spec.sample_rate), family.shape, rng)
+def draw_device(family: DeviceFamily, rng: np.random.Generator, n_samples: int, rate: int) -> DeviceParameters:
+    """One device of `family`: its colouring on the rfft bins of `n_samples` at `rate`, then its chain."""
+    response = random_response_db(np.fft.rfftfreq(n_samples, 1 / rate), family.shape, rng)
     gain_db, noise_dbfs, drive = (rng.uniform(*bounds) for bounds in (family.gain_db, family.noise_dbfs, family.drive))
     return DeviceParameters(response, float(gain_db), float(noise_dbfs), float(drive))
+
+
+def device_parameters(spec: SyntheticSpec, device: str, n_samples: int) -> DeviceParameters:
+    """Draw `device` from its family under the data set's seed: the same device every time, whatever the order."""
+    rng = np.random.default_rng([spec.seed, 4, DEVICES.index(device)])
+    return draw_device(DEVICE_FAMILIES[DEVICE_FAMILY[device]], rng, n_samples, spec.sample_rate)
+
+
+def apply_device(clean: np.ndarray, device: DeviceParameters, noise_rng: np.random.Generator) -> np.ndarray:
+    """What a device records of a clean recording: colouring, gain, soft compression, self-noise."""
+    recorded = apply_response(clean, device.response_db) * 10 ** (device.gain_db / 20)
+    if device.drive > 0:
+        recorded = np.tanh(device.drive * recorded) / device.drive
+    recorded = recorded + noise_rng.standard_normal(clean.size) * 10 ** (device.noise_dbfs / 20)
+    return np.clip(recorded, -1.0, 1.0 - 2**-23)
 
 
 PEAK_DB = 12.0  # height of the ambience resonances at difficulty 0
@@ -314,17 +327,20 @@ def _scene_parameters(spec: SyntheticSpec, scene: str) -> dict[str, np.ndarray]:
     return params
 
 
-def _location_parameters(spec: SyntheticSpec, segment: Segment) -> dict[str, np.ndarray]:
-    """A location's own deviation from its scene: every segment recorded there shares it."""
-    params = _scene_parameters(spec, segment.scene)
-    rng = np.random.default_rng([spec.seed, 2, segment.location_index])
-    spread = spec.location_spread
+def deviate(params: dict[str, np.ndarray], rng: np.random.Generator, spread: float) -> dict[str, np.ndarray]:
+    """A recording location's own deviation from its parameters: every segment recorded there shares it."""
+    params = dict(params)
     params["envelope"] = params["envelope"] + rng.normal(0, spread * np.array([1.0, 3.0, 2.0, 2.0]))
     params["loudness"] = params["loudness"] + rng.normal(0, 3.0 * spread)
     params["events"] = params["events"] * np.exp(rng.normal(0, 0.5 * spread, len(EVENT_KINDS)))
     params["hum"] = params["hum"] + np.array([rng.normal(0, 0.15 * spread), 0.0, 0.0])
     params["peaks"] = params["peaks"] * np.exp(rng.normal(0, 0.08 * spread, 2))
     return params
+
+
+def _location_parameters(spec: SyntheticSpec, segment: Segment) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([spec.seed, 2, segment.location_index])
+    return deviate(_scene_parameters(spec, segment.scene), rng, spec.location_spread)
 
 
 def _envelope_db(frequencies: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
@@ -381,12 +397,18 @@ def _event(kind: str, rng: np.random.Generator, rate: int) -> np.ndarray:
     return wave / (np.sqrt(np.mean(wave**2)) + 1e-12)
 
 
-def render_segment(spec: SyntheticSpec, segment: Segment) -> np.ndarray:
-    """The clean (device-free) scene recording, float64 at `spec.sample_rate`."""
-    rate = spec.sample_rate
-    n = spec.clips_per_segment * rate
-    params = _location_parameters(spec, segment)
-    rng = np.random.default_rng([spec.seed, 3, segment.index])
+class Rendering(NamedTuple):
+    """A clean recording and what it holds: each event as (kind, first sample, end sample), and whether an engine
+    hum runs through it."""
+
+    wave: np.ndarray
+    events: list[tuple[str, int, int]]
+    hum: bool
+
+
+def render(params: dict[str, np.ndarray], rng: np.random.Generator, seconds: int, rate: int) -> Rendering:
+    """A clean (device-free) recording of `seconds` from scene parameters, float64 at `rate`."""
+    n = seconds * rate
     t = np.arange(n) / rate
     frequencies = np.fft.rfftfreq(n, 1 / rate)
 
@@ -398,30 +420,34 @@ def render_segment(spec: SyntheticSpec, segment: Segment) -> np.ndarray:
 
     mixture = background
     probability, f0_low, f0_high = params["hum"]
-    if rng.uniform() < probability:
+    hummed = bool(rng.uniform() < probability)
+    if hummed:
         f0 = rng.uniform(f0_low, f0_high) * (1 + 0.03 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t))
         phase = 2 * np.pi * np.cumsum(f0) / rate
         hum = sum(np.sin(k * phase) / k**1.2 for k in range(1, 9))
         mixture = mixture + hum / np.sqrt(np.mean(hum**2)) * 10 ** (rng.uniform(-10, 2) / 20)
+    events = []
     for kind, events_per_second in zip(EVENT_KINDS, params["events"], strict=True):
-        for _ in range(rng.poisson(max(events_per_second, 0.0) * spec.clips_per_segment)):
+        for _ in range(rng.poisson(max(events_per_second, 0.0) * seconds)):
             event = _event(kind, rng, rate)[:n]
             start = int(rng.integers(0, n - event.size + 1))
             mixture[start : start + event.size] += event * 10 ** (rng.uniform(-8, 6) / 20)
+            events.append((kind, start, start + event.size))
 
     loudness_db = params["loudness"][0] + rng.normal(0, 2.0)
-    return mixture * 10 ** (loudness_db / 20) / np.sqrt(np.mean(mixture**2))
+    return Rendering(mixture * 10 ** (loudness_db / 20) / np.sqrt(np.mean(mixture**2)), events, hummed)
+
+
+def render_segment(spec: SyntheticSpec, segment: Segment) -> np.ndarray:
+    """The clean (device-free) scene recording of a segment, float64 at `spec.sample_rate`."""
+    rng = np.random.default_rng([spec.seed, 3, segment.index])
+    return render(_location_parameters(spec, segment), rng, spec.clips_per_segment, spec.sample_rate).wave
 
 
 def record(spec: SyntheticSpec, clean: np.ndarray, device: str, segment_index: int) -> np.ndarray:
-    """What `device` records of a clean segment: colouring, gain, soft compression, self-noise."""
-    parameters = device_parameters(spec, device, clean.size)
-    recorded = apply_response(clean, parameters.response_db) * 10 ** (parameters.gain_db / 20)
-    if parameters.drive > 0:
-        recorded = np.tanh(parameters.drive * recorded) / parameters.drive
+    """What `device` records of a clean segment."""
     noise_rng = np.random.default_rng([spec.seed, 5, segment_index, DEVICES.index(device)])
-    recorded = recorded + noise_rng.standard_normal(clean.size) * 10 ** (parameters.noise_dbfs / 20)
-    return np.clip(recorded, -1.0, 1.0 - 2**-23)
+    return apply_device(clean, device_parameters(spec, device, clean.size), noise_rng)
 
 
 def _write_segment(spec: SyntheticSpec, segment: Segment, audio_dir: Path) -> None:

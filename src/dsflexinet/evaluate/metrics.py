@@ -65,21 +65,31 @@ def scene_metrics(logits: np.ndarray, labels: np.ndarray, devices: np.ndarray) -
 
 
 def evaluate_model(
-    model_path: str | Path, cache_path: str | Path, out_json: str | Path, out_clips: str | Path
+    model_path: str | Path, cache_path: str | Path, out_json: str | Path, out_clips: str | Path,
+    clip_table: str | Path | None = None,
 ) -> dict:  # fmt: skip
-    """Score a float or int8 model on a labelled split; the JSON is what tables, figures and DVC read (with the
-    machines that trained and measured the model), the clip table what their intervals resample."""
+    """Score a float or int8 model on a labelled split, or on the clips of `clip_table` in it (a development
+    run's hold-out); the JSON is what tables, figures and DVC read (with the machines that trained and measured
+    the model), the clip table what their intervals resample."""
     from dsflexinet.atomic import atomic_path, write_json
-    from dsflexinet.evaluate.inference import cache_logits
+    from dsflexinet.data.cache import WaveformCache
+    from dsflexinet.data.splits import read_clip_table
+    from dsflexinet.evaluate.inference import predict_logits
     from dsflexinet.machine import describe_machine
     from dsflexinet.modelfile import load_classifier
 
     classifier = load_classifier(model_path)
-    cache, logits = cache_logits(classifier, cache_path)
+    cache = WaveformCache.open(cache_path)
+    clips, waves = cache.clips, cache.waves
+    if clip_table is not None:
+        rows = cache.rows_of(read_clip_table(clip_table), clip_table)
+        clips, waves = clips.iloc[rows].reset_index(drop=True), waves[rows]
+    logits = predict_logits(classifier, waves)
     metrics = {"model": str(model_path), "split": str(cache_path)}
+    metrics |= {"clips_of": str(clip_table)} if clip_table else {}
     metrics |= {"trained_on": list(classifier.trained_on), "measured_on": describe_machine()}
-    metrics |= scene_metrics(logits, cache.clips["label"].to_numpy(), cache.clips["device"].to_numpy())
+    metrics |= scene_metrics(logits, clips["label"].to_numpy(), clips["device"].to_numpy())
     with atomic_path(out_clips) as tmp:
-        clip_outcomes(logits, cache.clips).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        clip_outcomes(logits, clips).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     write_json(out_json, metrics)
     return metrics

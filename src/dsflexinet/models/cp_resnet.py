@@ -21,6 +21,7 @@ from torch import nn
 
 from dsflexinet.data.tau22 import SCENES
 from dsflexinet.models.initialise import kaiming_conv_bn
+from dsflexinet.models.pretrained import load_backbone
 
 if TYPE_CHECKING:
     from dsflexinet.models.registry import ModelSpec
@@ -110,6 +111,8 @@ def cp_resnet(size: str = "full", n_classes: int = len(SCENES)) -> CPResNet:
     return CPResNet(CONFIGS[size], n_classes)
 
 
-def build_cp_resnet(spec: ModelSpec, n_classes: int = len(SCENES)) -> CPResNet:
-    """The registry's builder (models.registry)."""
-    return cp_resnet(spec.size, n_classes)
+def build_cp_resnet(spec: ModelSpec, n_classes: int = len(SCENES), pretrained_path: str | None = None) -> CPResNet:
+    """The registry's builder (models.registry); pretrained weights (all but the head) where `pretrained_path`
+    names a verified checkpoint."""
+    model = cp_resnet(spec.size, n_classes)
+    return load_backbone(model, pretrained_path) if pretrained_path else model

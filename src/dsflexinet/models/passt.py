@@ -21,6 +21,7 @@ from torch import nn
 
 from dsflexinet.data.tau22 import SCENES
 from dsflexinet.errors import PipelineError
+from dsflexinet.models.pretrained import read_checkpoint
 
 if TYPE_CHECKING:
     from dsflexinet.models.registry import ModelSpec
@@ -193,16 +194,9 @@ def _fit_positions(position: torch.Tensor, size: int, axis: int) -> torch.Tensor
 
 
 def load_pretrained(model: PaSST, path: str | Path) -> PaSST:
-    """Load the AudioSet weights of a PaSST checkpoint file into `model`, all but its classifier."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path}: PaSST checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
-        raise PipelineError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
-    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise PipelineError(f"{path}: expected a plain state dict of tensors (PaSST layout)")
+    """Load a PaSST checkpoint (the AudioSet release's key names or this module's, as pretraining writes them)
+    into `model`, all but its classifier; the file is verified first (models.pretrained)."""
+    checkpoint = read_checkpoint(path)
 
     own = model.state_dict()
     loaded = {}

@@ -45,8 +45,8 @@ _SPECS = {
     for spec in (
         *(ModelSpec(f"dsflexinet_{size}", "flexinet", size, "student", _STUDENT_OPTIONS)
           for size in ("sm1", "sm2", "sm3", "sm4")),
-        ModelSpec("cp_resnet", "cp_resnet", "full", "cp_resnet", ("n_classes",)),
-        ModelSpec("cp_resnet_tiny", "cp_resnet", "tiny", "cp_resnet", ("n_classes",)),
+        ModelSpec("cp_resnet", "cp_resnet", "full", "cp_resnet", ("n_classes", "pretrained_path")),
+        ModelSpec("cp_resnet_tiny", "cp_resnet", "tiny", "cp_resnet", ("n_classes", "pretrained_path")),
         ModelSpec("passt_s", "passt", "s", "passt", _PASST_OPTIONS, paper_pretrained=True),
         ModelSpec("passt_tiny", "passt", "tiny", "passt", _PASST_OPTIONS),
     )

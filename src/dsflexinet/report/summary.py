@@ -113,11 +113,21 @@ def training_curve_summary(history: Path) -> dict:
     }
 
 
-def write_development_metrics(histories: dict[str, Path], fusion_json: Path, holdout_clips: Path, out: Path) -> dict:
-    """results/development.json of a development run (`validation: holdout`): every training curve's end on the
-    fusion hold-out, which no model of the run trained on, and the ensembles' scores there; the hold-out's size,
-    the n behind each accuracy. `dvc metrics diff` between two development runs compares settings without the
-    test split."""
+# The teachers are to the student what the paper's are when their fused ensemble beats the student trained on
+# labels alone by this much on the hold-out (the paper: fused ensemble teachers far above every student).
+TEACHER_MARGIN_PP = 5.0
+
+
+def write_development_metrics(
+    histories: dict[str, Path], fusion_json: Path, holdout_clips: Path, out: Path,
+    comparison: dict[str, Path] | None = None,
+) -> dict:  # fmt: skip
+    """development.json of a development run (`validation: holdout`): every training curve's end on the fusion
+    hold-out, which no model of the run trained on, and the ensembles' scores there; the hold-out's size, the n
+    behind each accuracy. With `comparison` ({fused ensemble: its hold-out outcomes, labels-only student: its
+    outcomes}), also the teachers' margin over that student, paired over the hold-out's locations, against
+    TEACHER_MARGIN_PP. `dvc metrics diff` between two development runs compares settings without the test
+    split."""
     from dsflexinet.data.splits import read_clip_table
 
     held = read_clip_table(holdout_clips)
@@ -128,8 +138,27 @@ def write_development_metrics(histories: dict[str, Path], fusion_json: Path, hol
         "ensemble_holdout_accuracy": {name: _rounded(result["accuracy"])
                                       for name, result in fusion["holdout"].items() if name not in fusion["teachers"]},
     }  # fmt: skip
+    if comparison:
+        metrics["teachers_over_labels_only"] = teacher_margin(comparison)
     write_json(out, metrics)
     return metrics
+
+
+def teacher_margin(comparison: dict[str, Path]) -> dict:
+    """Accuracy points of the first system over the second on the same hold-out clips, with the paired location
+    bootstrap's 95 % interval (report.stats), and whether the margin reaches TEACHER_MARGIN_PP."""
+    from dsflexinet.report.stats import System, paired_difference
+
+    (name_a, path_a), (name_b, path_b) = comparison.items()
+    difference = paired_difference(System.read(name_a, {0: path_a}), System.read(name_b, {0: path_b}))
+    estimate = 100 * difference.estimate
+    return {
+        "a": name_a, "b": name_b, "a_accuracy": _rounded(difference.values_a[0]),
+        "b_accuracy": _rounded(difference.values_b[0]), "difference_pp": round(estimate, 2),
+        "low_pp": round(100 * difference.low, 2), "high_pp": round(100 * difference.high, 2),
+        "locations": difference.locations, "clips": difference.clips, "target_pp": TEACHER_MARGIN_PP,
+        "reached": bool(estimate >= TEACHER_MARGIN_PP),
+    }  # fmt: skip
 
 
 def write_metrics(
