@@ -401,3 +401,31 @@ def minimum_detectable_difference(standard_error: float, confidence: float = 0.9
     threshold for with probability `power`, for a normal estimate: (z(1 - alpha/2) + z(power)) * SE."""
     return float((ndtri(1 - (1 - confidence) / 2) + ndtri(power)) * standard_error)
 
+
+def location_spread(a: System, b: System, name: str = "accuracy", *, devices_a: Sequence[str] | None = None,
+                    devices_b: Sequence[str] | None = None) -> tuple[float, int]:  # fmt: skip
+    """The between-location standard deviation s of the paired difference A - B (mean over shared seeds), and
+    the number of locations: the location bootstrap's standard error at L locations is s / sqrt(L).
+
+    Each location's influence u_l on a mean of ratios of sums (the delta method): L times the mean over cells
+    of (n_lc - R_c d_lc) / D_c, R_c = N_c / D_c the cell's statistic over all locations; s is the standard
+    deviation (ddof 1) of u_A - u_B. With equal clips per location, u_l is the location's own accuracy
+    difference minus the overall one."""
+    seeds, reference = _paired_tables(a, b)
+    names, locations = np.unique(reference["identifier"].to_numpy(), return_inverse=True)
+    if len(names) < 2:
+        raise PipelineError(f"{a.name} vs {b.name}: a spread between locations needs at least 2 locations")
+
+    def influence(system: System, devices: Sequence[str] | None) -> np.ndarray:
+        per_seed = []
+        for seed in seeds:
+            numerator, denominator = _cell_sums(system.clips[seed], name, locations, len(names), devices)
+            totals, counts = numerator.sum(0), denominator.sum(0)
+            present = counts > 0
+            ratio = totals[present] / counts[present]
+            cells = (numerator[:, present] - ratio * denominator[:, present]) / counts[present]
+            per_seed.append(len(names) * cells.mean(axis=1))
+        return np.mean(per_seed, axis=0)
+
+    spread = np.std(influence(a, devices_a) - influence(b, devices_b), ddof=1)
+    return float(spread), len(names)
