@@ -519,9 +519,18 @@ def _report_claims(args: argparse.Namespace) -> None:
     from dsflexinet.report.figures import plot_claims
 
     options = {name: getattr(args, name) for name in ("resamples", "rng_seed") if getattr(args, name) is not None}
-    frame = write_claims(args.plan, args.out_csv, args.out_md, statistics=tuple(args.statistics), **options)
-    plot_claims(frame, args.out_png, args.statistics[0])
-    log.info("verdicts: %s", frame.groupby("statistic")["verdict"].value_counts().to_dict())
+    frame = write_claims(args.plan, args.out_csv, args.out_md, **options)
+    plot_claims(frame, args.out_png)
+    log.info("verdicts: %s; family-wise: %s", frame["verdict"].value_counts().to_dict(),
+             frame["family_verdict"].value_counts().to_dict())  # fmt: skip
+
+
+def _power(args: argparse.Namespace) -> None:
+    from dsflexinet.report.power import write_power
+
+    frame = write_power(args.comparisons, args.out_csv, args.out_md, target_pp=args.target, confidence=args.confidence)
+    log.info("locations per scene for a half-width of ±%g points: %s", args.target,
+             dict(zip(frame["comparison"], frame["per_scene_needed"], strict=True)))  # fmt: skip
 
 
 def _add_report_commands(commands: argparse._SubParsersAction) -> None:
@@ -542,14 +551,22 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
 
     command = commands.add_parser("report-claims", help="the paper's claims: paired differences, intervals, verdicts")
     command.add_argument("--plan", type=_json_object, required=True, help="claims and their systems' clip tables")
-    command.add_argument("--statistics", nargs="+", default=["accuracy", "macro_accuracy"],
-                         choices=("accuracy", "macro_accuracy"), help="the first is plotted")  # fmt: skip
     command.add_argument("--resamples", type=int, help="location bootstrap resamples (default: report.stats')")
     command.add_argument("--rng-seed", type=int, help="the bootstrap's seed (default: report.stats')")
     command.add_argument("--out-csv", type=Path, required=True)
     command.add_argument("--out-md", type=Path, required=True)
     command.add_argument("--out-png", type=Path, required=True)
     command.set_defaults(handler=_report_claims)
+
+    command = commands.add_parser("power", help="test locations a paired interval needs, from per-clip tables")
+    command.add_argument("--comparisons", type=_json_object, required=True,
+                         help='JSON {label: {"a": {seed: clips.tsv}, "b": {seed: clips.tsv}}}: the development '
+                              "run's hold-out tables (sizing the test split must not read it)")  # fmt: skip
+    command.add_argument("--target", type=float, default=3.0, help="half-width wanted, percentage points")
+    command.add_argument("--confidence", type=float, default=0.95, help="the interval's (a family's per-claim level)")
+    command.add_argument("--out-csv", type=Path, required=True)
+    command.add_argument("--out-md", type=Path, required=True)
+    command.set_defaults(handler=_power)
 
     command = commands.add_parser("report-metrics", help="results/metrics.json, the numbers DVC compares")
     command.add_argument("--inputs", type=_report_inputs, required=True, help="JSON {run: {seed: {role: path}}}")

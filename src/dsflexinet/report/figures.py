@@ -51,17 +51,20 @@ def plot_confusion(eval_jsons: list[Path], title: str, out_png: Path) -> np.ndar
     return rates
 
 
-VERDICT_COLOURS = {"supported": "tab:green", "not distinguishable": "tab:gray", "contradicted": "tab:red"}
+VERDICT_COLOURS = {"supported": "tab:green", "not distinguishable": "tab:gray", "contradicted": "tab:red",
+                   "provisional: supported": "yellowgreen", "provisional: contradicted": "salmon"}  # fmt: skip
 
 
 def plot_claims(frame: pd.DataFrame, out_png: Path, statistic: str = "accuracy") -> None:
     """Forest plot of claims.csv's rows for one statistic: this run's difference and interval (coloured by
-    verdict), the paper's difference, 0 and each bound claim's threshold; the first claim on top."""
+    verdict) over its family-wise interval (thin), the paper's difference, 0 and each bound claim's threshold;
+    the first claim on top."""
     rows = frame[frame["statistic"] == statistic].reset_index(drop=True)
     figure, axes = plt.subplots(figsize=(9.0, 1.2 + 0.42 * max(len(rows), 1)))
     y = np.arange(len(rows))[::-1]
     for position, row in zip(y, rows.itertuples(index=False), strict=True):
         colour = VERDICT_COLOURS[row.verdict]
+        axes.plot([row.family_low_pp, row.family_high_pp], [position] * 2, color=colour, linewidth=0.8, alpha=0.6)
         error = [[row.difference_pp - row.low_pp], [row.high_pp - row.difference_pp]]
         axes.errorbar(row.difference_pp, position, xerr=error, fmt="o", color=colour, capsize=3, markersize=5)
         if pd.notna(row.paper_pp):
@@ -81,11 +84,12 @@ def plot_claims(frame: pd.DataFrame, out_png: Path, statistic: str = "accuracy")
     axes.set_title(title, fontsize=9)
     handles = [
         plt.Line2D([], [], marker="o", color="tab:gray", linestyle="none", label="this run, interval"),
+        plt.Line2D([], [], color="tab:gray", linewidth=0.8, alpha=0.6, label="family-wise interval"),
         plt.Line2D([], [], marker="D", markerfacecolor="none", markeredgecolor="black", linestyle="none",
                    label="paper"),
         plt.Line2D([], [], color="tab:orange", linestyle="--", label="bound of a bound claim"),
     ]  # fmt: skip
-    axes.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.06), ncol=3, frameon=False)
+    axes.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.06), ncol=4, frameon=False)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     with atomic_path(out_png) as tmp:

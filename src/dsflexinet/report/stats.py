@@ -17,8 +17,8 @@ How the interval is built (`paired_difference`), and why:
   variation (wider, never narrower). Both systems and every seed see the same resample (paired), and the
   replicate is the difference of the mean-over-seeds statistics; its percentile interval is the test-set part of
   the uncertainty.
-- With n > 1 seeds the training run itself varies (FACTS.md: one model moved by up to 8 points between two
-  machines). On one fixed test set the spread of the per-seed differences measures that training variation
+- With n > 1 seeds the training run itself varies (one model moved by up to 8 points between two machines,
+  README). On one fixed test set the spread of the per-seed differences measures that training variation
   (the test-set variation is common to all seeds), independent of which locations were recorded. Its part is
   a t-interval half-width t(n-1) * s / sqrt(n), with few seeds the honest width (t(2) = 4.30); the two parts
   are added in quadrature on each side of the estimate (Zou & Donner's MOVER for a sum of independent
@@ -29,18 +29,20 @@ How the interval is built (`paired_difference`), and why:
 - With one seed only the test-set part exists; `interval_covers` says so.
 - `statistic_interval` gives one system's statistic (not a difference) the same interval: the data-efficiency
   curve's points.
+- A family of differences read together (the claims) gets simultaneous intervals from the same resamples
+  (`family_intervals`), and each difference its minimum detectable difference from its standard error.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtrit  # Student's t quantile; scipy.stats takes seconds to import
+from scipy.special import ndtri, stdtrit  # normal and Student's t quantiles; scipy.stats takes seconds to import
 
 from dsflexinet.data.tau22 import DEVICES, SCENES
 from dsflexinet.errors import PipelineError
@@ -203,6 +205,8 @@ class Difference(Interval):
 
     values_a: tuple[float, ...]  # per seed
     values_b: tuple[float, ...]
+    replicates: np.ndarray = field(compare=False, repr=False)  # the bootstrap's differences, one per resample
+    location_names: tuple[str, ...] = field(compare=False, repr=False)  # in the order the resamples weight them
 
     @property
     def per_seed(self) -> tuple[float, ...]:
@@ -211,6 +215,17 @@ class Difference(Interval):
     @property
     def estimate(self) -> float:
         return float(np.mean(self.per_seed))
+
+    @property
+    def standard_error(self) -> float:
+        """The bootstrap's standard deviation, with the seeds' s / sqrt(n) in quadrature for n > 1 seeds."""
+        seeds = len(self.seeds)
+        seed_part = mean_std(self.per_seed)[1] / math.sqrt(seeds) if seeds > 1 else 0.0
+        return math.hypot(float(np.std(self.replicates, ddof=1)), seed_part)
+
+    def interval_at(self, confidence: float) -> tuple[float, float]:
+        """The interval at another confidence, from the same resamples (a family-wise level)."""
+        return percentile_interval(np.asarray(self.per_seed), self.replicates, confidence)[:2]
 
 
 @dataclass(frozen=True)
@@ -234,7 +249,7 @@ class _Bootstrap:
             raise PipelineError(f"confidence must lie between 0 and 1, not {confidence}")
         if resamples < 1:
             raise PipelineError(f"resamples must be at least 1, not {resamples}")
-        self.seeds, self.name, self.confidence = seeds, name, confidence
+        self.seeds, self.name = seeds, name
         self.names, self.locations = np.unique(reference["identifier"].to_numpy(), return_inverse=True)
         self.weights = resample_weights(len(self.names), resamples, np.random.default_rng(rng_seed)).astype(np.float64)
 
@@ -250,18 +265,32 @@ class _Bootstrap:
                      for s in range(len(self.seeds))]  # fmt: skip
         return np.mean(resampled, axis=0)
 
-    def interval(self, per_seed: np.ndarray, replicates: np.ndarray) -> tuple[float, float, float, float]:
-        """low, high, test_low, test_high around the mean of `per_seed` (module docstring)."""
-        tail = 100 * (1 - self.confidence) / 2
-        test_low, test_high = np.percentile(replicates, [tail, 100 - tail])
-        estimate = float(np.mean(per_seed))
-        low, high = float(test_low), float(test_high)
-        if len(self.seeds) > 1:
-            seed_half_width = stdtrit(len(self.seeds) - 1, 1 - (1 - self.confidence) / 2) * mean_std(per_seed)[1]
-            seed_half_width /= math.sqrt(len(self.seeds))
-            low = estimate - math.hypot(max(estimate - test_low, 0.0), seed_half_width)
-            high = estimate + math.hypot(max(test_high - estimate, 0.0), seed_half_width)
-        return low, high, float(test_low), float(test_high)
+
+
+def percentile_interval(per_seed: np.ndarray, replicates: np.ndarray, confidence: float
+                        ) -> tuple[float, float, float, float]:  # fmt: skip
+    """low, high, test_low, test_high around the mean of `per_seed` (module docstring)."""
+    tail = 100 * (1 - confidence) / 2
+    test_low, test_high = np.percentile(replicates, [tail, 100 - tail])
+    estimate = float(np.mean(per_seed))
+    low, high = float(test_low), float(test_high)
+    if len(per_seed) > 1:
+        seed_half_width = stdtrit(len(per_seed) - 1, 1 - (1 - confidence) / 2) * mean_std(per_seed)[1]
+        seed_half_width /= math.sqrt(len(per_seed))
+        low = estimate - math.hypot(max(estimate - test_low, 0.0), seed_half_width)
+        high = estimate + math.hypot(max(test_high - estimate, 0.0), seed_half_width)
+    return low, high, float(test_low), float(test_high)
+
+
+def _paired_tables(a: System, b: System) -> tuple[tuple[int, ...], pd.DataFrame]:
+    """The seeds both systems have, and the clips table every one of their tables must match."""
+    seeds = tuple(sorted(set(a.clips) & set(b.clips)))
+    if not seeds:
+        raise PipelineError(f"{a.name} (seeds {sorted(a.clips)}) and {b.name} (seeds {sorted(b.clips)}) share no seed")
+    reference = a.clips[seeds[0]]
+    for table in [a.clips[seed] for seed in seeds[1:]] + [b.clips[seed] for seed in seeds]:
+        _check_same_clips(reference, table)
+    return seeds, reference
 
 
 def paired_difference(a: System, b: System, name: str = "accuracy", *, devices_a: Sequence[str] | None = None,
@@ -273,12 +302,7 @@ def paired_difference(a: System, b: System, name: str = "accuracy", *, devices_a
     `devices_a`/`devices_b` restrict each side to a device group: with a == b this is a within-system
     comparison (unseen S4-S6 minus seen S1-S3), paired through the locations every device recorded.
     """
-    seeds = tuple(sorted(set(a.clips) & set(b.clips)))
-    if not seeds:
-        raise PipelineError(f"{a.name} (seeds {sorted(a.clips)}) and {b.name} (seeds {sorted(b.clips)}) share no seed")
-    reference = a.clips[seeds[0]]
-    for table in [a.clips[seed] for seed in seeds[1:]] + [b.clips[seed] for seed in seeds]:
-        _check_same_clips(reference, table)
+    seeds, reference = _paired_tables(a, b)
     bootstrap = _Bootstrap(reference, seeds, name, resamples, confidence, rng_seed)
     (num_a, den_a), (num_b, den_b) = bootstrap.sums(a, devices_a), bootstrap.sums(b, devices_b)
     values_a = _mean_of_ratios(num_a.sum(1), den_a.sum(1))  # [seeds]
@@ -289,12 +313,12 @@ def paired_difference(a: System, b: System, name: str = "accuracy", *, devices_a
         locations = len(bootstrap.names)
         raise PipelineError(f"{a.name} vs {b.name}: {name} undefined in {undefined} of {resamples} resamples "
                             f"(a device group recorded at too few of the {locations} locations)")  # fmt: skip
-    low, high, test_low, test_high = bootstrap.interval(values_a - values_b, differences)
+    low, high, test_low, test_high = percentile_interval(values_a - values_b, differences, confidence)
     return Difference(
         statistic=name, seeds=seeds, values_a=tuple(map(float, values_a)), values_b=tuple(map(float, values_b)),
         low=low, high=high, test_low=test_low, test_high=test_high, confidence=confidence,
         locations=len(bootstrap.names), clips=_clips_read(reference, devices_a, devices_b), resamples=resamples,
-        rng_seed=rng_seed,
+        rng_seed=rng_seed, replicates=differences, location_names=tuple(map(str, bootstrap.names)),
     )  # fmt: skip
 
 
@@ -316,7 +340,8 @@ def statistic_interval(system: System, name: str = "accuracy", *, resamples: int
     bootstrap = _Bootstrap(reference, seeds, name, resamples, confidence, rng_seed)
     numerator, denominator = bootstrap.sums(system, None)
     values = _mean_of_ratios(numerator.sum(1), denominator.sum(1))
-    low, high, test_low, test_high = bootstrap.interval(values, bootstrap.replicates(numerator, denominator))
+    replicates = bootstrap.replicates(numerator, denominator)
+    low, high, test_low, test_high = percentile_interval(values, replicates, confidence)
     return Estimate(
         statistic=name, seeds=seeds, values=tuple(map(float, values)), low=low, high=high, test_low=test_low,
         test_high=test_high, confidence=confidence, locations=len(bootstrap.names), clips=len(reference),
@@ -328,3 +353,79 @@ def device_group_difference(system: System, devices_a: Sequence[str], devices_b:
                             name: str = "accuracy", **options) -> Difference:  # fmt: skip
     """statistic(devices_a) - statistic(devices_b) of one system, e.g. unseen S4-S6 minus seen S1-S3."""
     return paired_difference(system, system, name, devices_a=devices_a, devices_b=devices_b, **options)
+
+
+def family_confidence(replicates: Sequence[np.ndarray], confidence: float = 0.95) -> float:
+    """The per-comparison confidence at which the percentile intervals of a family hold every one of its
+    replicates at once in `confidence` of the shared resamples (Westfall & Young's min-p calibration).
+
+    Simultaneous intervals from the same location resamples keep the correlation between comparisons (the
+    comparisons share systems and locations), so they are narrower than Bonferroni's and need no independence,
+    as Holm's step-down on bootstrap p-values does not give intervals. Never above `confidence`."""
+    matrix = np.column_stack([np.asarray(values, dtype=np.float64) for values in replicates])  # [resamples, claims]
+
+    def simultaneous(level: float) -> float:
+        tail = 100 * (1 - level) / 2
+        low, high = np.percentile(matrix, [tail, 100 - tail], axis=0)
+        return float(np.mean(((matrix >= low) & (matrix <= high)).all(axis=1)))
+
+    low, high = confidence, 1.0 - 1e-9  # simultaneous(level) grows with level; find the least that reaches it
+    if simultaneous(low) >= confidence:
+        return confidence
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (low, middle) if simultaneous(middle) >= confidence else (middle, high)
+    return high
+
+
+def family_intervals(differences: Sequence[Difference], confidence: float = 0.95
+                     ) -> tuple[float, list[tuple[float, float]]]:  # fmt: skip
+    """Simultaneous `confidence` intervals of a family of differences: each one's interval at the level
+    `family_confidence` gives (the seeds' t-part at that level too). Every difference must come from the same
+    location resamples (same locations, resamples and RNG seed), or the calibration would be meaningless."""
+    if not differences:
+        return confidence, []
+    first = differences[0]
+    for other in differences[1:]:
+        if (other.location_names, other.resamples, other.rng_seed) != (first.location_names, first.resamples,
+                                                                        first.rng_seed):  # fmt: skip
+            raise PipelineError("family-wise intervals need the same location resamples for every comparison "
+                                f"({other.locations} vs {first.locations} locations, {other.resamples} vs "
+                                f"{first.resamples} resamples, RNG seed {other.rng_seed} vs {first.rng_seed})")
+    level = family_confidence([difference.replicates for difference in differences], confidence)
+    return level, [difference.interval_at(level) for difference in differences]
+
+
+def minimum_detectable_difference(standard_error: float, confidence: float = 0.95, power: float = 0.8) -> float:
+    """The smallest true difference (from the threshold) that a two-sided `confidence` interval excludes the
+    threshold for with probability `power`, for a normal estimate: (z(1 - alpha/2) + z(power)) * SE."""
+    return float((ndtri(1 - (1 - confidence) / 2) + ndtri(power)) * standard_error)
+
+
+def location_spread(a: System, b: System, name: str = "accuracy", *, devices_a: Sequence[str] | None = None,
+                    devices_b: Sequence[str] | None = None) -> tuple[float, int]:  # fmt: skip
+    """The between-location standard deviation s of the paired difference A - B (mean over shared seeds), and
+    the number of locations: the location bootstrap's standard error at L locations is s / sqrt(L).
+
+    Each location's influence u_l on a mean of ratios of sums (the delta method): L times the mean over cells
+    of (n_lc - R_c d_lc) / D_c, R_c = N_c / D_c the cell's statistic over all locations; s is the standard
+    deviation (ddof 1) of u_A - u_B. With equal clips per location, u_l is the location's own accuracy
+    difference minus the overall one."""
+    seeds, reference = _paired_tables(a, b)
+    names, locations = np.unique(reference["identifier"].to_numpy(), return_inverse=True)
+    if len(names) < 2:
+        raise PipelineError(f"{a.name} vs {b.name}: a spread between locations needs at least 2 locations")
+
+    def influence(system: System, devices: Sequence[str] | None) -> np.ndarray:
+        per_seed = []
+        for seed in seeds:
+            numerator, denominator = _cell_sums(system.clips[seed], name, locations, len(names), devices)
+            totals, counts = numerator.sum(0), denominator.sum(0)
+            present = counts > 0
+            ratio = totals[present] / counts[present]
+            cells = (numerator[:, present] - ratio * denominator[:, present]) / counts[present]
+            per_seed.append(len(names) * cells.mean(axis=1))
+        return np.mean(per_seed, axis=0)
+
+    spread = np.std(influence(a, devices_a) - influence(b, devices_b), ddof=1)
+    return float(spread), len(names)
