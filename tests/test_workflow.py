@@ -187,7 +187,7 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
         "generate_pretraining_corpus": 1, "pretrain_weights": 2,
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1, "train_student": 11,
         "evaluate_student_holdout": 11, "ensemble_holdout": 1,  # paired outcomes on the hold-out
-        "report_development": 1, "all": 1,
+        "report_development": 1, "report_power": 1, "all": 1,
     }  # fmt: skip
     result = snakemake("-n", "--forceall", "--nolock", "-p", "--configfile", "config/development.yaml")
     training = [line for line in result.stdout.splitlines() if " -m dsflexinet" in line and " train " in line]
@@ -200,6 +200,9 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
     # The teachers' margin over the student on labels alone (Table IV's Teacher(w/o)), paired clip by clip.
     margin = "--ensemble-clips results/development/split100/ensemble/holdout_fused_clips.tsv --labels-only-clips"
     assert f"{margin} results/development/split100/students/sm4-nokd/s1/holdout_float_clips.tsv" in result.stdout
+    # The power analysis that sizes the default run's test split reads the hold-out's tables, never the test's.
+    power = next(line for line in result.stdout.splitlines() if " -m dsflexinet power " in line)
+    assert "holdout_float_clips.tsv" in power and "eval_float_clips" not in power and "KD: Fused > Averaged" in power
     refused = snakemake("-n", "--nolock", "results/tables/table4.md", "--configfile", "config/development.yaml")
     assert refused.returncode != 0
     assert "the training curves are on the fusion hold-out" in refused.stdout + refused.stderr

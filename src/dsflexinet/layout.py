@@ -15,9 +15,10 @@
         submission/{run}/s{seed}/           output.csv and info.json for the DCASE challenge (DCASE'24: one per
                                             subset); incomplete/ holds those of a try with unreadable clips
       tables/, figures/, plots/, metrics.json   the reports of the configured subset; data_efficiency.* spans subsets
-      development/{subset}/, development/development.json   a development run (config/development.yaml): the
-                                            same tree for its subset, apart from the default run's, and its
-                                            hold-out scores instead of tables
+      development/{subset}/, development/development.json, development/power.{md,csv}   a development run
+                                            (config/development.yaml): the same tree for its subset, apart from
+                                            the default run's, its hold-out scores instead of tables, and the
+                                            test locations its paired differences would need
       benchmarks/                           Snakemake's time and memory of every job
 
 Patterns keep Snakemake's `{wildcard}` fields; call the functions with values for concrete paths. A job is
@@ -225,6 +226,9 @@ def figure(name: str) -> str:
 METRICS = f"{RESULTS}/metrics.json"
 # a development run's scores on the hold-out (validation: holdout)
 DEVELOPMENT = f"{RESULTS}/{DEVELOPMENT_ROOT}/development.json"
+# its power analysis: how many test locations the default run's paired intervals need (report.power)
+DEVELOPMENT_POWER = f"{RESULTS}/{DEVELOPMENT_ROOT}/power.md"
+DEVELOPMENT_POWER_TABLE = f"{RESULTS}/{DEVELOPMENT_ROOT}/power.csv"
 VALIDATION_CURVES = f"{RESULTS}/plots/val_accuracy.csv"
 DEVICE_ACCURACY = f"{RESULTS}/plots/device_accuracy.csv"
 

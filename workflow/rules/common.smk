@@ -23,7 +23,7 @@ from dsflexinet.data.download import read_manifest
 from dsflexinet.data.subsets import SUBSET_FRACTIONS, subset_file
 from dsflexinet.data.tau22 import DATASET_DIRNAME, SPLIT_FILES
 from dsflexinet.errors import PipelineError
-from dsflexinet.report.claims import claims_plan, plan_inputs
+from dsflexinet.report.claims import claims_plan, paper_claims, plan_inputs
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -223,6 +223,20 @@ def development_histories():
     }
 
 
+def power_comparisons():
+    """The paper's float comparisons of two student runs, on a development run's hold-out outcomes (first seed):
+    what sizes the default run's test split (report.power) without reading it."""
+    comparisons = {}
+    for claim in paper_claims(REPORTS):
+        a, b = claim["a"], claim["b"]
+        if a["run"] != b["run"] and a["precision"] == b["precision"] == "float" and not (a["devices"] or b["devices"]):
+            comparisons[claim["claim"]] = {
+                side: {str(SEEDS[0]): layout.student(SUBSET, claim[side]["run"], SEEDS[0]).holdout[1]}
+                for side in ("a", "b")
+            }
+    return comparisons
+
+
 def labels_only_comparison(wildcards, input):
     """report-development's flags for the teachers' margin over Table IV's student on labels alone, if any."""
     run = REPORTS.get("table4", {}).get("Teacher(w/o)")
@@ -234,7 +248,7 @@ def labels_only_comparison(wildcards, input):
 
 def final_targets():
     if DEVELOPMENT:
-        return [layout.DEVELOPMENT]
+        return [layout.DEVELOPMENT, layout.DEVELOPMENT_POWER]
     return [
         layout.DATASET_SUMMARY,
         layout.energy(SUBSET).stats,

@@ -119,3 +119,24 @@ rule report_development:
     shell:
         "python -m dsflexinet report-development --histories {params.histories:q} --fusion {input.fusion:q}"
         " --holdout-clips {input.holdout:q} {params.comparison} --out {output:q} > {log:q} 2>&1"
+
+
+rule report_power:
+    input:
+        [path for comparison in power_comparisons().values() for side in comparison.values() for path in side.values()],
+    output:
+        markdown=layout.DEVELOPMENT_POWER,
+        csv=layout.DEVELOPMENT_POWER_TABLE,
+    params:
+        comparisons=as_ordered_json(power_comparisons()),
+    log:
+        "logs/report/power.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/report_power.tsv"
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet power --comparisons {params.comparisons:q} --target 3"
+        " --out-csv {output.csv:q} --out-md {output.markdown:q} > {log:q} 2>&1"
