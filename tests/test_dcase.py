@@ -227,10 +227,10 @@ def test_snakemake_submission_plans_the_student_it_names(tmp_path: Path) -> None
         "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,
         "train_student": 1, "qat_student": 1, "evaluate_student": 1, "student_complexity": 1,
-        "write_submission": 1, "submission": 1,
+        "evaluation_manifest": 1, "write_submission": 1, "submission": 1,
     }  # fmt: skip
     choice = tmp_path / "choice.yaml"
-    choice.write_text("submission: {run: sm2, seed: 7}\ndata: {train_subset: 25}\n")
+    choice.write_text("submission: {run: sm2, seed: 7}\nstudents: {seeds: [1, 7]}\ndata: {train_subset: 25}\n")
     planned = snakemake("-n", "-p", "--forceall", "--nolock", "submission", "--configfile", str(choice)).stdout
     submitted = "results/split25/submission/sm2/s7"
     assert f"output: {submitted}/output.csv, {submitted}/info.json" in planned
@@ -387,6 +387,9 @@ def test_snakemake_data_efficiency_trains_every_size_at_every_fraction(tmp_path:
          r"^config: data_efficiency\.runs names student run 'sm9', which students\.runs does not define$"),
         ("submission: {run: sm4-typo}",
          r"^config: submission\.run names student run 'sm4-typo', which students\.runs does not define$"),
+        ("submission: {seed: 5}",
+         r"^config: submission\.seed 5 is not one of students\.seeds \[1\]: the submission sends a student the run "
+         r"trains$"),
         ("data_efficiency: {fractions: [5, 20]}", r"^config: data_efficiency\.fractions\.1: 20 is not one of"),
         ("complexity: {precision: int4}", r"^config: complexity\.precision: 'int4' is not one of"),
         ("complexity: {max_macs: 0}", r"^config: complexity\.max_macs: 0 is less than the minimum of 1$"),
