@@ -168,3 +168,14 @@ def test_a_model_file_that_would_run_code_is_refused_by_every_loader(model_pt: P
     assert not marker.exists()
     os.system(f"touch {marker}")  # the marker command itself works: its absence above is the loaders' doing
     assert marker.exists()
+
+
+def test_a_model_with_non_finite_weights_is_not_saved(tmp_path: Path) -> None:
+    model = build_model("dsflexinet_sm1")
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    path = tmp_path / "model.pt"
+    with pytest.raises(PipelineError) as error:
+        save_model(path, model, SPEC, ModelInput(32000, 32000))
+    assert str(error.value) == f"{path}: refusing to save a model with 1 non-finite weights (NaN or infinite)"
+    assert not path.exists() and not list(tmp_path.iterdir())

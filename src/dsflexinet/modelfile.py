@@ -102,10 +102,19 @@ def _write_archive(path: str | Path, save: Callable[[BinaryIO], None]) -> None:
 # --- model.pt -------------------------------------------------------------------------------------------------
 
 
+def non_finite_weights(state: dict[str, torch.Tensor]) -> int:
+    """How many NaN or infinite values a state dict holds (parameters and buffers such as running statistics)."""
+    return sum(int((~torch.isfinite(value)).sum()) for value in state.values() if value.is_floating_point())
+
+
 def save_model(
     path: str | Path, model: nn.Module, spec: dict, model_input: ModelInput, trained_on: tuple[dict, ...] = ()
 ) -> None:
-    payload = {"spec": spec, "state_dict": model.state_dict(), "input": model_input.to_dict()}
+    state = model.state_dict()
+    bad = non_finite_weights(state)
+    if bad:
+        raise PipelineError(f"{path}: refusing to save a model with {bad:,} non-finite weights (NaN or infinite)")
+    payload = {"spec": spec, "state_dict": state, "input": model_input.to_dict()}
     _write_archive(path, lambda file: torch.save(payload | {"trained_on": list(trained_on)}, file))
 
 

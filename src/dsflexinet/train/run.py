@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import shutil
 import sys
@@ -39,7 +40,7 @@ from dsflexinet.config import resolve_job_spec
 from dsflexinet.errors import PipelineError
 from dsflexinet.layout import TrainingFiles
 from dsflexinet.machine import describe_machine
-from dsflexinet.modelfile import load_torch_data, save_model
+from dsflexinet.modelfile import load_torch_data, non_finite_weights, save_model
 
 if TYPE_CHECKING:
     from dsflexinet.train.data import TrainingData
@@ -77,6 +78,19 @@ class EpochHistory(Callback):
             values = " ".join(f"{name} {value:.4g}" for name, value in row.items() if name != "epoch")
             seconds = time.monotonic() - self.epoch_started
             log.info("epoch %d/%d: %s (%.1f s)", row["epoch"], trainer.max_epochs, values, seconds)
+
+
+class FiniteTraining(Callback):
+    """Stops a job whose loss or weights have become NaN or infinite (a learning rate far too large diverges
+    within an epoch), checked at each epoch's end, before its checkpoint is written: such a model classifies
+    nothing and QAT would fail on it deep inside PyTorch."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        loss = float(trainer.callback_metrics.get("train_loss", 0.0))
+        bad = non_finite_weights(module.state_dict())
+        if bad or not math.isfinite(loss):
+            raise PipelineError(f"training diverged in epoch {trainer.current_epoch + 1}: train_loss {loss:.4g}, "
+                                f"{bad:,} non-finite weights; no model written (lower schedule.lr)")  # fmt: skip
 
 
 class RandomState(Callback):
@@ -135,7 +149,8 @@ def make_trainer(
         # also as the single task of a SLURM job (Lightning would otherwise wait for srun to start the ranks).
         plugins=[LightningEnvironment()],
         logger=_experiment_logger(files),
-        callbacks=[EpochHistory(checkpoints / "history.csv"), RandomState(), checkpoint, *(callbacks or [])],
+        callbacks=[FiniteTraining(), EpochHistory(checkpoints / "history.csv"), RandomState(), checkpoint,
+                   *(callbacks or [])],  # fmt: skip
         enable_progress_bar=sys.stderr.isatty(),
         enable_model_summary=False,
         num_sanity_val_steps=0,
