@@ -156,7 +156,8 @@ def test_a_model_file_that_would_run_code_is_refused_by_every_loader(model_pt: P
         for command in (["predict", str(tmp_path), "--model", str(model), "--out", f"{out}.csv"],
                         ["evaluate", "--model", str(model), "--cache", str(cache), "--out", f"{out}.json",
                          "--out-clips", f"{out}.tsv"],
-                        ["dump-logits", "--model", str(model), "--cache", str(cache), "--out", f"{out}.npz"]):  # fmt: skip
+                        ["dump-logits", "--model", str(model), "--cache", str(cache),
+                         "--out", f"{out}.npz"]):  # fmt: skip
             assert main(command) == 1
             printed = capsys.readouterr().err.strip()
             assert printed.startswith(f"error: {model}: ") and "\n" not in printed

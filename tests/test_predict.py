@@ -339,7 +339,8 @@ def test_a_long_recording_is_read_in_bounded_memory(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", MEMORY_GROWTH, str(long)], capture_output=True, text=True,
                             check=True)  # fmt: skip
     windows, grown = map(int, result.stdout.split())
-    print(f"\n{long.stat().st_size / 2**20:.0f} MiB WAV: {windows} windows, resident memory grew {grown / 2**20:.0f} MiB")
+    size = long.stat().st_size / 2**20
+    print(f"\n{size:.0f} MiB WAV: {windows} windows, resident memory grew {grown / 2**20:.0f} MiB")
     assert windows == frames // 48000
     assert grown < 128 * 2**20  # half of what decoding the whole file takes
 
