@@ -66,22 +66,28 @@ def _room(module: str) -> int:
     return ROOM_OF.get(room, -1)
 
 
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """The modules of one import cycle (depth-first search), the first repeated at the end; None if there is none."""
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        state[module] = "open"
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == "open":
+                return [*path, module, target]
+            if target not in state and (cycle := visit(target, [*path, module])):
+                return cycle
+        state[module] = "done"
+        return None
+
+    return next((cycle for module in graph if module not in state and (cycle := visit(module, []))), None)
+
+
 def test_no_import_cycle() -> None:
     graph = import_graph()
     assert len(graph) > 40  # the walk found the package
-    state: dict[str, str] = {}
-
-    def visit(module: str, path: list[str]) -> None:
-        state[module] = "open"
-        for target in sorted(graph.get(module, ())):
-            assert state.get(target) != "open", f"import cycle: {' -> '.join([*path, module, target])}"
-            if target not in state:
-                visit(target, [*path, module])
-        state[module] = "done"
-
-    for module in graph:
-        if module not in state:
-            visit(module, [])
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
 
 
 def test_imports_run_down_the_rooms() -> None:
@@ -102,3 +108,5 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     )
     assert _imports(ast.parse(source)) == {"dsflexinet.train.run", "dsflexinet.cli"}
     assert _room("dsflexinet.train.run") > _room("dsflexinet.models.registry")
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None  # a diamond is no cycle

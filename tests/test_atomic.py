@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dsflexinet.atomic import write_json
+from dsflexinet.atomic import atomic_path, write_json
 from dsflexinet.errors import PipelineError
 
 
@@ -35,3 +35,15 @@ def test_write_json_refuses_non_finite_numbers_and_keeps_the_old_file(payload, w
     assert str(failure.value) == f"{out}: refusing to write a non-finite number (NaN or Infinity) at {where}"
     assert out.read_text() == '{"threshold": 300.0}\n'
     assert [path.name for path in tmp_path.iterdir()] == ["energy.json"]  # no temporary file left behind
+
+
+def test_an_error_inside_the_block_keeps_the_old_file_and_removes_the_temporary_one(tmp_path: Path) -> None:
+    """A job that fails half-way through writing (here after 5 bytes) leaves the previous file as it was."""
+    out = tmp_path / "table.csv"
+    out.write_text("old,complete\n")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_path(out) as tmp:
+        tmp.write_text("half,")
+        assert len(list(tmp_path.iterdir())) == 2  # the temporary file beside the old one
+        raise RuntimeError("disk full")
+    assert out.read_text() == "old,complete\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["table.csv"]

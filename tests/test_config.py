@@ -82,6 +82,12 @@ def test_a_run_overrides_part_of_the_label_weight(tmp_path: Path) -> None:
          "unknown key 'students.runs.sm4.distillation.label_weight.end' (allowed here: schedule, value)"),
         ("students: {runs: {sm4: {distillation: {label_weight: {}}}}}",
          "students.runs.sm4.distillation.label_weight: {} should be non-empty"),
+        # implausible settings that used to pass: a diverging rate, a path-like run name, a duplicated teacher
+        ("students: {defaults: {schedule: {lr: 1.0e+9}}}",
+         "students.defaults.schedule.lr: 1000000000.0 is greater than the maximum of 1"),
+        ("students: {runs: {'..': {}}}", "students.runs: '..' does not match '^[A-Za-z0-9_][A-Za-z0-9_.-]*$'"),
+        ("teachers: {seeds: [1, 1, 2]}", "teachers.seeds: [1, 1, 2] has non-unique elements"),
+        ("data: {clip_seconds: 0.0001}", "data.clip_seconds: 0.0001 is less than the minimum of 0.25"),
     ],
 )  # fmt: skip
 def test_override_errors_name_the_key(text: str, message: str, tmp_path: Path) -> None:
@@ -225,3 +231,23 @@ def test_a_broken_config_yaml_stops_the_workflow_with_its_line(tmp_path: Path) -
                             timeout=300)  # fmt: skip
     assert result.returncode != 0
     assert f"config.yaml:{line + 1}:" in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+def test_a_config_error_stops_snakemake_before_any_old_output_is_removed(tmp_path: Path) -> None:
+    """Snakemake removes the outputs of the jobs it is about to rerun; a wrong setting must stop it before."""
+    import subprocess
+    import sys
+
+    from tests.conftest import copy_project
+
+    project = copy_project(tmp_path / "project")
+    old = project / "results" / "metrics.json"
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_text('{"old": true}\n')
+    override = _override(tmp_path, "students: {defaults: {schedule: {lr: 1.0e+9}}}\n")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--forceall", "--configfile",
+                             str(override)], cwd=project, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    assert "config: students.defaults.schedule.lr: 1000000000.0 is greater than the maximum of 1" in result.stderr
+    assert "Job stats" not in result.stdout + result.stderr  # stopped while parsing: no job was planned
+    assert old.read_text() == '{"old": true}\n'

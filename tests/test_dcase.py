@@ -198,6 +198,11 @@ def test_an_incomplete_submission_is_kept_apart_and_fails(
     assert json.loads((out / "info.json").read_text())["complete"] is True
     assert not (out / "incomplete").exists()
 
+    (root / listed[4]).write_bytes(b"")  # broken again: the last try's complete pair does not stay beside this one
+    assert _submit(student, root / "audio", out) == 1
+    assert not (out / "output.csv").exists() and not (out / "info.json").exists()
+    assert json.loads((out / "incomplete" / "info.json").read_text())["unreadable"] == [Path(listed[4]).name]
+
 
 def test_submission_refuses_records_that_do_not_belong(
     student: dict[str, Path], tiny_dataset: Path, tmp_path: Path, capsys
@@ -228,15 +233,56 @@ def test_snakemake_submission_plans_the_student_it_names(tmp_path: Path) -> None
         "generate_pretraining_corpus": 1, "pretrain_weights": 2,
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,
         "train_student": 1, "qat_student": 1, "evaluate_student": 1, "student_complexity": 1,
-        "write_submission": 1, "submission": 1,
+        "evaluation_manifest": 1, "write_submission": 1, "submission": 1,
     }  # fmt: skip
     choice = tmp_path / "choice.yaml"
-    choice.write_text("submission: {run: sm2, seed: 7}\ndata: {train_subset: 25}\n")
+    choice.write_text("submission: {run: sm2, seed: 7}\nstudents: {seeds: [1, 7]}\ndata: {train_subset: 25}\n")
     planned = snakemake("-n", "-p", "--forceall", "--nolock", "submission", "--configfile", str(choice)).stdout
     submitted = "results/split25/submission/sm2/s7"
     assert f"output: {submitted}/output.csv, {submitted}/info.json" in planned
     assert f"--incomplete-csv {submitted}/incomplete/output.csv" in planned
     assert "results/split25/students/sm2/s7/qat/model_int8.pt" in planned
+
+
+def test_a_changed_evaluation_clip_reruns_the_submission(tmp_path: Path) -> None:
+    """The submission's input is the clips' manifest (names, sizes, checksums); the manifest job reruns when a
+    clip of the configured folder is replaced in place (same size) or added below it, and only then."""
+    import soundfile
+
+    from dsflexinet import layout
+    from dsflexinet.evaluate.submission import write_manifest
+
+    folder = tmp_path / "evaluation"
+    (folder / "more").mkdir(parents=True)  # a subfolder: a clip added there leaves the folder's time as it is
+    for index, name in enumerate(("a.wav", "b.wav")):
+        soundfile.write(folder / name, np.full(16000, 0.1 * (index + 1)), 16000, subtype="PCM_16")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["data"]["evaluation_root"] = str(folder)
+    project = copy_project(tmp_path / "project", config)
+    manifest = layout.evaluation_manifest("split100", "sm4", 1)
+
+    def plan() -> str:
+        result = snakemake("-n", manifest, cwd=project)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert snakemake("--cores", "1", manifest, cwd=project).returncode == 0
+    first = pd.read_csv(project / manifest, sep="\t")
+    assert list(first["filename"]) == ["a.wav", "b.wav"] and list(first["bytes"]) == [32044, 32044]
+    assert first["sha256"].str.fullmatch("[0-9a-f]{64}").all()
+    assert "Nothing to be done" in plan()
+
+    soundfile.write(folder / "a.wav", np.full(16000, -0.1), 16000, subtype="PCM_16")  # replaced in place
+    assert "reason: Params have changed since last execution" in plan()
+    second = write_manifest(folder, tmp_path / "clips.tsv")
+    assert list(second["bytes"]) == [32044, 32044] and list(second["sha256"] == first["sha256"]) == [False, True]
+
+    shutil.copy(folder / "b.wav", folder / "more" / "c.wav")  # added in a subfolder
+    planned = snakemake("-n", "submission", cwd=project).stdout
+    job = planned.split("rule evaluation_manifest:")[1].split("\n\n")[0]
+    assert "reason: Params have changed since last execution" in job
+    submission = planned.split("rule write_submission:")[1].split("\n\n")[0]
+    assert f"input: {folder}, {manifest}," in submission
 
 
 # --- the data-efficiency curve ----------------------------------------------------------------------------------
@@ -389,6 +435,9 @@ def test_snakemake_data_efficiency_trains_every_size_at_every_fraction(tmp_path:
          r"^config: data_efficiency\.runs names student run 'sm9', which students\.runs does not define$"),
         ("submission: {run: sm4-typo}",
          r"^config: submission\.run names student run 'sm4-typo', which students\.runs does not define$"),
+        ("submission: {seed: 5}",
+         r"^config: submission\.seed 5 is not one of students\.seeds \[1\]: the submission sends a student the run "
+         r"trains$"),
         ("data_efficiency: {fractions: [5, 20]}", r"^config: data_efficiency\.fractions\.1: 20 is not one of"),
         ("complexity: {precision: int4}", r"^config: complexity\.precision: 'int4' is not one of"),
         ("complexity: {max_macs: 0}", r"^config: complexity\.max_macs: 0 is less than the minimum of 1$"),

@@ -125,3 +125,58 @@ def test_the_same_model_saves_to_the_same_bytes_under_any_name(tmp_path: Path) -
         assert {name.split("/")[0] for name in archive.namelist()} == {"archive"}
     with torch.inference_mode():
         assert load_classifier(tmp_path / "model_int8.pt")(torch.zeros(1, 32000)).shape == (1, 10)
+
+
+class _ShellCommand:
+    """What a hostile model file holds: unpickling it runs a shell command."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self) -> tuple:
+        return os.system, (self.command,)
+
+
+def test_a_model_file_that_would_run_code_is_refused_by_every_loader(model_pt: Path, tmp_path: Path, capsys) -> None:
+    """A crafted model.pt, checkpoint or TorchScript-looking archive writes no marker through any entry point
+    that loads models: predict, evaluate, dump-logits, load_model_file (QAT) and the training job's resume."""
+    from dsflexinet.train.run import _readable_checkpoint
+
+    marker = tmp_path / "marker"
+    payload = torch.load(model_pt, weights_only=False) | {"spec": _ShellCommand(f"touch {marker}")}
+    crafted = tmp_path / "crafted.pt"
+    torch.save(payload, crafted)
+    disguised = tmp_path / "disguised.pt"  # a zip holding constants.pkl, which load_classifier takes for TorchScript
+    with zipfile.ZipFile(disguised, "w") as archive:
+        for name in ("constants.pkl", "data.pkl"):
+            archive.writestr(f"archive/{name}", crafted.read_bytes())
+        archive.writestr("archive/extra/input.json", json.dumps(ModelInput(32000, 32000).to_dict()))
+    cache, out = tmp_path / "none.npy", tmp_path / "out"
+    for model in (crafted, disguised):
+        for command in (["predict", str(tmp_path), "--model", str(model), "--out", f"{out}.csv"],
+                        ["evaluate", "--model", str(model), "--cache", str(cache), "--out", f"{out}.json",
+                         "--out-clips", f"{out}.tsv"],
+                        ["dump-logits", "--model", str(model), "--cache", str(cache),
+                         "--out", f"{out}.npz"]):  # fmt: skip
+            assert main(command) == 1
+            printed = capsys.readouterr().err.strip()
+            assert printed.startswith(f"error: {model}: ") and "\n" not in printed
+    with pytest.raises(PipelineError) as error:
+        load_model_file(crafted)
+    assert str(error.value).startswith(f"{crafted}: refused: it holds objects other than tensors and plain data")
+    assert "posix.system" in str(error.value) and "\n" not in str(error.value)
+    assert "refused" in _readable_checkpoint(crafted)
+    assert not marker.exists()
+    os.system(f"touch {marker}")  # the marker command itself works: its absence above is the loaders' doing
+    assert marker.exists()
+
+
+def test_a_model_with_non_finite_weights_is_not_saved(tmp_path: Path) -> None:
+    model = build_model("dsflexinet_sm1")
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    path = tmp_path / "model.pt"
+    with pytest.raises(PipelineError) as error:
+        save_model(path, model, SPEC, ModelInput(32000, 32000))
+    assert str(error.value) == f"{path}: refusing to save a model with 1 non-finite weights (NaN or infinite)"
+    assert not path.exists() and not list(tmp_path.iterdir())

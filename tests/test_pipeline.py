@@ -24,6 +24,7 @@ from dsflexinet.data.dirs import synthesise_impulse_responses
 from dsflexinet.data.splits import write_training_split
 from dsflexinet.distill.fusion import fuse_teachers
 from dsflexinet.distill.logits import dump_teacher_logits, load_logits
+from dsflexinet.errors import PipelineError
 from dsflexinet.evaluate.metrics import evaluate_model
 from dsflexinet.evaluate.predict import predict_files
 from dsflexinet.layout import EnsembleFiles, QatFiles, TrainingFiles
@@ -409,3 +410,14 @@ def test_epoch_means_are_lightnings_epoch_means_bit_for_bit() -> None:
         expected = lightning[f"training_step.{name}"].compute()
         assert means[name].dtype == expected.dtype == torch.float32 and torch.equal(means[name], expected)
     assert 1.3 < means["train_loss"].item() < 1.7 and ours.pop() == {}  # means of U[0, 3); a fresh start
+
+
+def test_a_diverging_training_fails_without_a_model(config, inputs, tmp_path: Path) -> None:
+    """A learning rate far too large turns the weights to NaN within the first epoch: the job stops there in one
+    line and writes no model.pt (it used to save one with thousands of NaN weights, on which QAT failed)."""
+    spec = teacher_spec(config, "cpresnet-dir_fms-s1")
+    spec["schedule"]["lr"] = 1.0e9
+    with pytest.raises(PipelineError, match=r"^training diverged in epoch 1: train_loss .*non-finite weights; no "
+                                            r"model written \(lower schedule\.lr\)$"):  # fmt: skip
+        train_job(spec, _teacher_data(inputs), _files(tmp_path), COMPUTE)
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoints" / "last.ckpt").exists()

@@ -4,7 +4,9 @@ with missing probabilities; output.csv in the DCASE'24 baseline's format."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import struct
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from dsflexinet.data.tau22 import SCENES, SPLIT_FILES
-from dsflexinet.data.wav import read_wav, resample
+from dsflexinet.data.wav import promised_frames, read_wav, resample
 from dsflexinet.errors import PipelineError
 from dsflexinet.evaluate.predict import file_probabilities, predict_files
 from dsflexinet.evaluate.submission import evaluation_clips, write_submission
@@ -211,3 +213,147 @@ def test_evaluation_folder_problems_are_one_line(test_clips: list[Path], tmp_pat
         shutil.copy(test_clips[0], tmp_path / "twice" / sub / "clip.wav")
     with pytest.raises(PipelineError, match=r"twice: two clips are named 'clip\.wav'"):
         evaluation_clips(tmp_path / "twice")
+
+
+# --- untrusted inputs -------------------------------------------------------------------------------------------
+
+
+def test_broken_and_looping_links_make_the_submission_incomplete_and_named(
+    model_file: Path, test_clips: list[Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    shutil.copy(test_clips[0], folder / "good.wav")
+    (folder / "gone.wav").symlink_to(folder / "nowhere.wav")
+    (folder / "loop.wav").symlink_to(folder / "loop.wav")
+    summary = write_submission(BAND_ENERGY, evaluation_clips(folder), _submission(tmp_path), {})
+    assert summary == {"clips": 3, "classified": 1, "complete": False, "unreadable": ["gone.wav", "loop.wav"]}
+    classified, skipped = predict_files([folder], model_file, tmp_path / "out.csv")
+    assert (classified, skipped) == (1, [str(folder / "gone.wav"), str(folder / "loop.wav")])
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (["audio/ok.wav", "../outside.wav"], r"meta\.csv: clip '\.\./outside\.wav' lies outside the evaluation folder"),
+        (["/etc/outside.wav"], r"meta\.csv: clip '/etc/outside\.wav' lies outside the evaluation folder"),
+        (["audio/ok.wav", "audio/../audio/ok.wav"],
+         r"meta\.csv: clips 'ok\.wav' and '\.\./audio/ok\.wav' are the same file; a submission names each clip once"),
+        (["audio/ok.wav", "=1+1"], r"meta\.csv: clip name '=1\+1' starts with a formula character"),
+        (["audio/ok.wav", "audio/@SUM(A1).wav"], r"meta\.csv: clip name '@SUM\(A1\)\.wav' starts with a formula"),
+    ],
+)
+def test_a_clip_table_cannot_leave_its_folder_or_name_a_formula(
+    test_clips: list[Path], tmp_path: Path, entries: list[str], message: str
+) -> None:
+    root = tmp_path / "evaluation"
+    (root / "audio").mkdir(parents=True)
+    shutil.copy(test_clips[0], root / "audio" / "ok.wav")
+    shutil.copy(test_clips[1], tmp_path / "outside.wav")
+    pd.DataFrame({"filename": entries}).to_csv(root / "meta.csv", sep="\t", index=False)
+    with pytest.raises(PipelineError, match=f"^{re.escape(str(root))}/{message}"):
+        evaluation_clips(root)
+
+
+def test_predict_writes_formula_leading_names_as_text(model_file: Path, test_clips: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["=1+1.wav", "+cmd.wav", "-2.wav", "@SUM(A1).wav", "plain.wav"]
+    for name, clip in zip(names, test_clips, strict=False):
+        shutil.copy(clip, folder / name)
+    out = tmp_path / "out.csv"
+    relative = [Path(name) for name in names]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        assert predict_files(relative, model_file, out) == (5, [])
+    cells = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
+    assert cells == ["'=1+1.wav", "'+cmd.wav", "'-2.wav", "'@SUM(A1).wav", "plain.wav"]
+
+
+def test_predict_refuses_an_output_that_is_a_folder_or_an_input(
+    model_file: Path, test_clips: list[Path], tmp_path: Path
+) -> None:
+    clip = tmp_path / "clip.wav"
+    shutil.copy(test_clips[0], clip)
+    before = clip.read_bytes()
+    with pytest.raises(PipelineError, match=f"^{re.escape(str(tmp_path))}: is a folder; --out names the CSV file"):
+        predict_files([clip], model_file, tmp_path)
+    with pytest.raises(PipelineError, match=f"^{re.escape(str(clip))}: is one of the inputs; --out names a new CSV"):
+        predict_files([tmp_path], model_file, clip)
+    assert clip.read_bytes() == before
+
+
+def test_an_implausible_sample_rate_is_refused_in_one_line(model_file: Path, tmp_path: Path) -> None:
+    slow = tmp_path / "slow.wav"
+    soundfile.write(slow, np.zeros(4), 1)
+    with pytest.raises(PipelineError) as error:
+        read_wav(slow)
+    assert str(error.value) == f"{slow}: sample rate 1 Hz is not a plausible recording's (8,000 to 384,000 Hz)"
+    assert predict_files([slow], model_file, tmp_path / "out.csv") == (0, [str(slow)])
+
+
+def _sparse_wav(path: Path, rate: int, frames: int, padding: int = 0, tone: bool = False) -> None:
+    """A 16-bit mono WAV of `frames` frames behind a `padding`-byte `junk` chunk: a tone, or silence left as a
+    hole (a sparse file: it takes no disk space, whatever its size)."""
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16)
+    junk = struct.pack("<4sI", b"junk", padding) if padding else b""
+    data = struct.pack("<4sI", b"data", 2 * frames)
+    riff_size = 4 + len(fmt) + len(junk) + padding + len(data) + 2 * frames
+    with path.open("wb") as handle:
+        handle.write(struct.pack("<4sI4s", b"RIFF", min(riff_size, 0xFFFFFFFF), b"WAVE") + fmt + junk)
+        handle.seek(padding, 1)
+        handle.write(data)
+        if tone:
+            handle.write((np.sin(np.arange(frames) * 0.05) * 8000).astype("<i2").tobytes())
+        else:
+            handle.truncate(handle.tell() + 2 * frames)
+
+
+# Resident memory after each batch of windows, against that before the first: the largest growth.
+MEMORY_GROWTH = """
+import os, sys
+import torch
+from dsflexinet.data.wav import read_windows
+torch.set_num_threads(1)
+page = os.sysconf("SC_PAGE_SIZE")
+resident = lambda: int(open("/proc/self/statm").read().split()[1]) * page
+start, grown, windows = resident(), 0, 0
+for chunk in read_windows(sys.argv[1], 32000, 32000, 128):
+    windows += len(chunk)
+    grown = max(grown, resident() - start)
+print(windows, grown)
+"""
+
+
+def test_a_long_recording_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    """128 MiB of 48 kHz audio (1,398 s) is read window by window: resident memory grows by a few batches of
+    windows (16 MiB each) and the resampler's first use (about 70 MiB in all), not by the file's decoded size
+    (256 MiB as float32, before resampling copies it)."""
+    import subprocess
+    import sys
+
+    long = tmp_path / "long.wav"
+    frames = 64 * 1024 * 1024  # 128 MiB of 16-bit samples
+    _sparse_wav(long, 48000, frames)
+    assert long.stat().st_size > 128 * 1024 * 1024 and long.stat().st_blocks * 512 < 1024 * 1024  # sparse
+    result = subprocess.run([sys.executable, "-c", MEMORY_GROWTH, str(long)], capture_output=True, text=True,
+                            check=True)  # fmt: skip
+    windows, grown = map(int, result.stdout.split())
+    size = long.stat().st_size / 2**20
+    print(f"\n{size:.0f} MiB WAV: {windows} windows, resident memory grew {grown / 2**20:.0f} MiB")
+    assert windows == frames // 48000
+    assert grown < 128 * 2**20  # half of what decoding the whole file takes
+
+
+def test_a_huge_padding_chunk_is_skipped_not_read(model_file: Path, tmp_path: Path) -> None:
+    """A 1 s clip behind a 2 GiB padding chunk: the header check and the decoder seek past it (reading it took
+    2.7 GB)."""
+    import resource
+
+    padded = tmp_path / "padded.wav"
+    _sparse_wav(padded, RATE, RATE, padding=2**31 - 2, tone=True)  # the largest chunk libsndfile reads past
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert promised_frames(padded) == RATE
+    classified, skipped = predict_files([padded], model_file, tmp_path / "out.csv")
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert (classified, skipped) == (1, []) and grown_mib < 128

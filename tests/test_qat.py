@@ -271,11 +271,14 @@ def test_exported_int8_classifier_runs_on_the_engine_it_was_converted_for(tmp_pa
             path = tmp_path / f"{engine}.pt"
             classifier = WaveformClassifier(build_frontend("student"), int8)
             export_classifier(classifier, path, ModelInput(32000, 32000), engine)
+            with torch.inference_mode():
+                in_memory = classifier.eval()(waves)
             torch.backends.quantized.engine = "qnnpack"  # a process that has not chosen yet
             with torch.inference_mode():
                 logits = load_classifier(path)(waves)
             assert torch.backends.quantized.engine == engine
             assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+            torch.testing.assert_close(logits, in_memory, rtol=0, atol=1e-5)  # the reloaded file computes the same
 
         with zipfile.ZipFile(tmp_path / "x86.pt") as source, zipfile.ZipFile(tmp_path / "odd.pt", "w") as odd:
             for item in source.infolist():

@@ -208,3 +208,9 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
     assert "the training curves are on the fusion hold-out" in refused.stdout + refused.stderr
     default = snakemake("-n", "--forceall", "--nolock", "-p")
     assert "--validation-clips" not in default.stdout and default.stdout.count("splits/train.tsv") >= 11
+    # The default run fits the fusion on the hold-out locations alone, which no teacher trained on.
+    (fuse,) = [line for line in default.stdout.splitlines() if " -m dsflexinet" in line and " fuse " in line]
+    assert "--fit holdout --fit-clips results/split100/splits/fusion_holdout.tsv " in fuse
+    teachers = [line for line in default.stdout.splitlines() if " train " in line and "/teachers/" in line]
+    assert len(teachers) == 12
+    assert all("--train-clips results/split100/splits/teacher_train.tsv " in line for line in teachers)

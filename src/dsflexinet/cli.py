@@ -603,6 +603,13 @@ def _submission(args: argparse.Namespace) -> None:
     log.info("%s: %d clips classified by %s", args.out_csv, summary["classified"], args.model)
 
 
+def _evaluation_manifest(args: argparse.Namespace) -> None:
+    from dsflexinet.evaluate.submission import write_manifest
+
+    table = write_manifest(args.evaluation_root, args.out)
+    log.info("%s: %d clips of %s", args.out, len(table), args.evaluation_root)
+
+
 def _report_data_efficiency(args: argparse.Namespace) -> None:
     from dsflexinet.report.efficiency import write_data_efficiency
 
@@ -624,6 +631,11 @@ def _add_dcase_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--incomplete-csv", required=True, help="where output.csv goes if a clip is unreadable")
     command.add_argument("--incomplete-info", required=True, help="where info.json goes if a clip is unreadable")
     command.set_defaults(handler=_submission)
+
+    command = commands.add_parser("evaluation-manifest", help="the evaluation clips' names, sizes and checksums")
+    command.add_argument("--evaluation-root", type=Path, required=True, help="as for the submission command")
+    command.add_argument("--out", type=Path, required=True, help="the manifest (tab-separated)")
+    command.set_defaults(handler=_evaluation_manifest)
 
     command = commands.add_parser("report-data-efficiency", help="accuracy against the DCASE'24 training subset")
     command.add_argument("--plan", type=_json_object, required=True,

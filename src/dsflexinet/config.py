@@ -168,7 +168,8 @@ def _check_fusion(config: dict) -> None:
 
 
 def _check_reports(config: dict) -> None:
-    """Every run a report, the submission or the data-efficiency curve names is a student run."""
+    """Every run a report, the submission or the data-efficiency curve names is a student run, and the submitted
+    seed one it is trained with."""
     named = []
     for section, entries in config["reports"].items():
         for label, run in (entries.items() if isinstance(entries, dict) else zip(entries, entries, strict=True)):
@@ -178,6 +179,10 @@ def _check_reports(config: dict) -> None:
     for key, run in named:
         if run not in config["students"]["runs"]:
             raise PipelineError(f"config: {key} names student run {run!r}, which students.runs does not define")
+    seed = config["submission"]["seed"]
+    if seed is not None and seed not in student_seeds(config):
+        raise PipelineError(f"config: submission.seed {seed} is not one of students.seeds {student_seeds(config)}: "
+                            "the submission sends a student the run trains")  # fmt: skip
 
 
 # --- job specs: what one training job needs, resolved from the validated config --------------------------------

@@ -13,7 +13,8 @@
         students/{run}/s{seed}/             model.pt, history.csv, complexity.json, eval_{precision}.json,
                                             eval_{precision}_clips.tsv, qat/{model_int8.pt, quantized.json, history.csv}
         submission/{run}/s{seed}/           output.csv and info.json for the DCASE challenge (DCASE'24: one per
-                                            subset); incomplete/ holds those of a try with unreadable clips
+                                            subset); incomplete/ holds those of a try with unreadable clips;
+                                            clips.tsv lists the evaluation clips' sizes and checksums
       tables/, figures/, plots/, metrics.json   the reports of the configured subset; data_efficiency.* spans subsets
       development/{subset}/, development/development.json, development/power.{md,csv}   a development run
                                             (config/development.yaml): the same tree for its subset, apart from
@@ -247,6 +248,12 @@ def submission(subset: str = "{subset}", run: str = "{run}", seed: int | str = "
     """The DCASE files of one student trained on `subset`: DCASE'24 ranks a system by one per subset."""
     root = _submission_root(subset, run, seed)
     return SubmissionFiles(f"{root}/output.csv", f"{root}/info.json")
+
+
+def evaluation_manifest(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> str:
+    """The evaluation clips a submission classified (names, sizes, checksums): its input, so that a clip
+    changed in place reruns it."""
+    return f"{_submission_root(subset, run, seed)}/clips.tsv"
 
 
 def incomplete_submission(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> SubmissionFiles:

@@ -5,7 +5,8 @@ Two kinds of file:
     model.pt        a training job's result: torch.save of {"spec", "state_dict", "input", "trained_on"}. The
                     spec is the resolved job spec (derived settings recorded as numbers, see
                     config.resolve_job_spec), so `rebuild` recreates the model with this package and nothing
-                    else is needed to use it.
+                    else is needed to use it. Read back with PyTorch's weights-only unpickler: a file that
+                    would build anything but tensors and plain data (a pickle can run code) is refused.
     model_int8.pt   the QAT step's export: TorchScript of frontend + int8 model, runnable without this package.
                     Its extra files record the quantized engine it was converted for (the engine repacks the
                     weights at load time and its kernels round differently: 9 of 900 test decisions of the
@@ -107,18 +108,44 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor]) -> No
 # --- model.pt -------------------------------------------------------------------------------------------------
 
 
+def non_finite_weights(state: dict[str, torch.Tensor]) -> int:
+    """How many NaN or infinite values a state dict holds (parameters and buffers such as running statistics)."""
+    return sum(int((~torch.isfinite(value)).sum()) for value in state.values() if value.is_floating_point())
+
+
 def save_model(
     path: str | Path, model: nn.Module, spec: dict, model_input: ModelInput, trained_on: tuple[dict, ...] = ()
 ) -> None:
-    payload = {"spec": spec, "state_dict": model.state_dict(), "input": model_input.to_dict()}
+    state = model.state_dict()
+    bad = non_finite_weights(state)
+    if bad:
+        raise PipelineError(f"{path}: refusing to save a model with {bad:,} non-finite weights (NaN or infinite)")
+    payload = {"spec": spec, "state_dict": state, "input": model_input.to_dict()}
     _write_archive(path, lambda file: torch.save(payload | {"trained_on": list(trained_on)}, file))
+
+
+def load_torch_data(path: Path) -> object:
+    """A torch.save archive read with PyTorch's weights-only unpickler, which builds only tensors and plain
+    containers and runs no code the file names (a pickle can otherwise call any function while it loads); a
+    file that needs anything else is refused in one line. PyTorch made this the default in 2.6:
+    https://pytorch.org/docs/stable/notes/serialization.html#weights-only"""
+    try:
+        # Machine records hold torch.__version__, a str subclass that runs no code.
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsupported = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line), None)
+        if unsupported is None:  # damaged bytes, not a forbidden object
+            raise
+        raise PipelineError(f"{path}: refused: it holds objects other than tensors and plain data, which could run "
+                            f"code when loaded ({unsupported})") from None  # fmt: skip
 
 
 def load_model_file(path: str | Path) -> dict:
     """A model.pt written by `save_model`, checked before anything is rebuilt from it."""
     path = Path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = load_torch_data(path)
     except FileNotFoundError:
         raise PipelineError(f"{path}: model file not found") from None
     # Damaged bytes can also make the unpickler claim an absurd length (OverflowError, MemoryError) or hand a

@@ -4,6 +4,7 @@
 #                               its accuracy against the training fraction (table and figure)
 # Complexity limits are checked by every student's complexity job (students.smk), which the submission reads.
 from dsflexinet.config import submission_seed
+from dsflexinet.evaluate.submission import folder_state
 
 SUBMISSION_FILES = layout.submission(SUBSET, config["submission"]["run"], submission_seed(config))
 # The folder whose clips are submitted: the configured one, or this data set's own (its test split's table).
@@ -20,9 +21,31 @@ rule submission:
         SUBMISSION_FILES.info,
 
 
+# The clips' names, sizes and checksums. A configured folder is no rule's output, so Snakemake would see only
+# its modification time: the digest of its files' sizes and times (a changed parameter reruns a job) rebuilds
+# the manifest when a clip is replaced or added anywhere below it, and a changed manifest reruns the submission.
+rule evaluation_manifest:
+    input:
+        **EVALUATION_INPUTS,
+    output:
+        layout.evaluation_manifest(),
+    params:
+        root=lambda wildcards, input: input.get("evaluation_root") or Path(input.audio).parent,
+        state=lambda wildcards: folder_state(DATA["evaluation_root"]) if DATA["evaluation_root"] else "",
+    log:
+        "logs/{subset}/submission/{run}_s{seed}_clips.log",
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet evaluation-manifest --evaluation-root {params.root:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule write_submission:
     input:
         **EVALUATION_INPUTS,
+        manifest=layout.evaluation_manifest(),
         model=STUDENT.model("int8"),
         complexity=STUDENT.complexity,
         quantized=STUDENT.qat.info,

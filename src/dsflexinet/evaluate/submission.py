@@ -15,7 +15,9 @@ inspection, the submission's own paths stay empty, and the next run tries again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from dsflexinet.atomic import atomic_path, read_json, write_json
+from dsflexinet.data.download import file_digest
 from dsflexinet.data.tau22 import SCENES, SPLIT_FILES, read_table
 from dsflexinet.errors import PipelineError
-from dsflexinet.evaluate.predict import collect_wavs, file_probabilities
+from dsflexinet.evaluate.predict import FORMULA_LEADS, collect_wavs, file_probabilities
 from dsflexinet.modelfile import load_classifier
 
 if TYPE_CHECKING:
@@ -42,28 +45,83 @@ CLIP_TABLES = (SPLIT_FILES["fold1_test"], "meta.csv")
 AUDIO_PREFIX = "audio/"
 
 
+def _inside(root: Path, name: str, table: Path) -> Path:
+    """`root / name` for a clip table's entry, refused where the entry leads out of the folder (an absolute
+    path, or `..` past its top). Links inside the folder are followed: where they lead is the folder's owner's
+    choice."""
+    if Path(name).is_absolute() or os.path.normpath(name).split(os.sep)[0] == os.pardir:
+        raise PipelineError(f"{table}: clip {name!r} lies outside the evaluation folder {root}")
+    return root / name
+
+
+def _check_names(clips: list[tuple[str, Path]], where: Path) -> None:
+    """Each clip named once, by a name a TSV cell holds as plain text, and each file listed once (compared as
+    resolved paths: `audio/../audio/a.wav` is `audio/a.wav`)."""
+    for name, _ in clips:
+        if name.startswith(FORMULA_LEADS) or any(char in name for char in "\t\n\r"):
+            raise PipelineError(f"{where}: clip name {name!r} starts with a formula character or holds a tab or "
+                                "line break; no TAU22 clip name does")  # fmt: skip
+    names, files = pd.Series([name for name, _ in clips]), pd.Series([os.path.realpath(path) for _, path in clips])
+    if names.duplicated().any():
+        name = names[names.duplicated()].iloc[0]
+        raise PipelineError(f"{where}: two clips are named {name!r}; a submission names each clip once")
+    if files.duplicated().any():
+        first, second = names[files == files[files.duplicated()].iloc[0]].iloc[:2]
+        raise PipelineError(f"{where}: clips {first!r} and {second!r} are the same file; a submission names each "
+                            "clip once")  # fmt: skip
+
+
 def evaluation_clips(root: str | Path) -> list[tuple[str, Path]]:
     """(submission file name, path) of every clip of an evaluation folder: the clips its table lists (TAU22
-    layout), or every WAV below it (a plain folder, named by file name)."""
+    layout, paths inside the folder), or every WAV below it (a plain folder, named by file name)."""
     root = Path(root)
     if not root.is_dir():
         raise PipelineError(f"{root}: evaluation folder not found")
     for table_file in CLIP_TABLES:
         if (root / table_file).is_file():
-            listed = list(read_table(root / table_file, ("filename",))["filename"])
-            clips = [(name.removeprefix(AUDIO_PREFIX), root / name) for name in listed]
             where = root / table_file
+            listed = list(read_table(where, ("filename",))["filename"])
+            clips = [(name.removeprefix(AUDIO_PREFIX), _inside(root, name, where)) for name in listed]
             break
     else:
         clips = [(path.name, path) for path in collect_wavs([root])]
         where = root
     if not clips:
         raise PipelineError(f"{where}: no clips to classify (no WAV files, and none of {', '.join(CLIP_TABLES)})")
-    names = pd.Series([name for name, _ in clips])
-    if names.duplicated().any():
-        name = names[names.duplicated()].iloc[0]
-        raise PipelineError(f"{where}: two clips are named {name!r}; a submission names each clip once")
+    _check_names(clips, where)
     return clips
+
+
+def folder_state(root: str | Path) -> str:
+    """A digest of every file's path, size and modification time below `root` (links followed; broken ones
+    recorded as such), cheap enough to compute whenever the workflow is planned: it changes when a clip is
+    replaced, added or removed, which tells Snakemake to rebuild the manifest (`write_manifest`)."""
+    digest = hashlib.sha256()
+    for folder, subfolders, names in sorted(os.walk(root)):
+        subfolders.sort()
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+                digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode(errors="surrogateescape"))
+            except OSError:
+                digest.update(f"{path}\tbroken\n".encode(errors="surrogateescape"))
+    return digest.hexdigest()
+
+
+def write_manifest(root: str | Path, out: str | Path) -> pd.DataFrame:
+    """The evaluation folder's clips as a table (name, bytes, sha256; a clip that cannot be opened has no size and
+    the checksum `unreadable`), written atomically: the submission's input, which changes when any clip does."""
+    rows = []
+    for name, path in evaluation_clips(root):
+        try:
+            rows.append((name, path.stat().st_size, file_digest(path, "sha256")))
+        except OSError:
+            rows.append((name, None, "unreadable"))
+    table = pd.DataFrame(rows, columns=["filename", "bytes", "sha256"]).astype({"bytes": "Int64"})
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return table
 
 
 def write_submission(
@@ -156,6 +214,8 @@ def submit_student(
     }
     summary = write_submission(classifier, clips, incomplete, info)
     if not summary["complete"]:
+        for stale in (out.output, out.info):  # an earlier run's complete pair must not sit beside this one
+            Path(stale).unlink(missing_ok=True)
         unreadable = summary["unreadable"]
         raise PipelineError(
             f"{out.output}: not written, {len(unreadable)} of {summary['clips']} clips could not be classified "

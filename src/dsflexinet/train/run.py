@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import shutil
 import sys
@@ -39,7 +40,7 @@ from dsflexinet.config import resolve_job_spec
 from dsflexinet.errors import PipelineError
 from dsflexinet.layout import TrainingFiles
 from dsflexinet.machine import describe_machine
-from dsflexinet.modelfile import save_model
+from dsflexinet.modelfile import load_torch_data, non_finite_weights, save_model
 
 if TYPE_CHECKING:
     from dsflexinet.train.data import TrainingData
@@ -79,20 +80,38 @@ class EpochHistory(Callback):
             log.info("epoch %d/%d: %s (%.1f s)", row["epoch"], trainer.max_epochs, values, seconds)
 
 
+class FiniteTraining(Callback):
+    """Stops a job whose loss or weights have become NaN or infinite (a learning rate far too large diverges
+    within an epoch), checked at each epoch's end, before its checkpoint is written: such a model classifies
+    nothing and QAT would fail on it deep inside PyTorch."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        loss = float(trainer.callback_metrics.get("train_loss", 0.0))
+        bad = non_finite_weights(module.state_dict())
+        if bad or not math.isfinite(loss):
+            raise PipelineError(f"training diverged in epoch {trainer.current_epoch + 1}: train_loss {loss:.4g}, "
+                                f"{bad:,} non-finite weights; no model written (lower schedule.lr)")  # fmt: skip
+
+
 class RandomState(Callback):
     """Saves every random-number state a job draws from (Python, NumPy, torch on the CPU and on each GPU: the
     augmentations, dropout and the data order all draw from these) with each checkpoint and restores it on
     resume. Without it a resumed job would replay the start of the stream and end with other numbers."""
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        # NumPy's key as a list of ints: the checkpoint is read back with the weights-only unpickler, which
+        # builds tensors and plain data but no ndarray.
+        kind, key, position, has_gauss, gauss = np.random.get_state()
+        numpy_state = (kind, key.tolist(), position, has_gauss, gauss)
+        state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
+        kind, key, position, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, np.asarray(key, dtype=np.uint32), position, has_gauss, gauss))
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
@@ -130,7 +149,8 @@ def make_trainer(
         # also as the single task of a SLURM job (Lightning would otherwise wait for srun to start the ranks).
         plugins=[LightningEnvironment()],
         logger=_experiment_logger(files),
-        callbacks=[EpochHistory(checkpoints / "history.csv"), RandomState(), checkpoint, *(callbacks or [])],
+        callbacks=[FiniteTraining(), EpochHistory(checkpoints / "history.csv"), RandomState(), checkpoint,
+                   *(callbacks or [])],  # fmt: skip
         enable_progress_bar=sys.stderr.isatty(),
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -141,7 +161,7 @@ def make_trainer(
 def _readable_checkpoint(path: Path) -> str | None:
     """None if Lightning can resume from `path`, otherwise why not."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_torch_data(path)
     except Exception as error:  # torch raises many types for a truncated or foreign file
         return str(error).splitlines()[0] if str(error) else type(error).__name__
     if not isinstance(state, dict) or not {"state_dict", "loops", "callbacks"} <= set(state):
@@ -209,8 +229,8 @@ def fit(
         warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches).*")
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-        # The job's own checkpoint, matched to its spec; it holds NumPy's and Python's random states too.
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=False)
+        # The job's own checkpoint, matched to its spec, read as plain data like every model file.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     if trainer.global_rank != 0:
         return False
     with atomic_path(files.history) as tmp:
