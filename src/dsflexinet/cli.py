@@ -464,6 +464,27 @@ def _report_claims(args: argparse.Namespace) -> None:
     log.info("verdicts: %s", frame.groupby("statistic")["verdict"].value_counts().to_dict())
 
 
+def _docs_results(args: argparse.Namespace) -> None:
+    from dsflexinet.report.docs import write_results_blocks
+
+    write_results_blocks(args.results, args.readme, args.page)
+    log.info("results blocks of %s rewritten from %s", ", ".join(map(str, filter(None, (args.readme, args.page)))),
+             args.results)  # fmt: skip
+
+
+def _config_reference(args: argparse.Namespace) -> None:
+    from dsflexinet.atomic import write_text
+    from dsflexinet.report.docs import repository_config_reference
+
+    text = repository_config_reference(args.root)
+    if args.check:
+        current = (args.root / "config" / "README.md").read_text()
+        if current != text:
+            raise PipelineError("config/README.md is not current: run `python -m dsflexinet config-reference`")
+        return
+    write_text(args.root / "config" / "README.md", text)
+
+
 def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("report-table", help="one of the paper's tables II-V as CSV and Markdown")
     command.add_argument("table", choices=("table2", "table3", "table4", "table5"))
@@ -499,6 +520,18 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--out-curves", type=Path, required=True, help="validation accuracy per epoch (CSV)")
     command.add_argument("--out-devices", type=Path, required=True, help="accuracy per device (CSV)")
     command.set_defaults(handler=_report_metrics)
+
+    command = commands.add_parser("docs-results", help="rewrite the results blocks of README.md and docs/results.md")
+    command.add_argument("--results", type=Path, default=Path("results"),
+                         help="a finished run's results/ (run.json, metrics.json, tables/claims.csv)")  # fmt: skip
+    command.add_argument("--readme", type=Path, help="README.md")
+    command.add_argument("--page", type=Path, help="docs/results.md")
+    command.set_defaults(handler=_docs_results)
+
+    command = commands.add_parser("config-reference", help="write config/README.md from the config schema")
+    command.add_argument("--root", type=Path, default=Path(), help="the repository's root")
+    command.add_argument("--check", action="store_true", help="only check that config/README.md is current")
+    command.set_defaults(handler=_config_reference)
 
     command = commands.add_parser("report-development", help="development.json: a development run's hold-out scores")
     command.add_argument("--histories", type=_json_object, required=True, help="JSON {name: history.csv}")

@@ -16,6 +16,7 @@
                                             subset); incomplete/ holds those of a try with unreadable clips
       tables/, figures/, plots/, metrics.json   the reports of the configured subset; data_efficiency.* spans subsets
       development.json                      instead of them in a development run (config/development.yaml)
+      run.json                              commit, machine, student seeds and wall time of every invocation
       benchmarks/                           Snakemake's time and memory of every job
 
 Patterns keep Snakemake's `{wildcard}` fields; call the functions with values for concrete paths. A job is
@@ -173,6 +174,7 @@ def figure(name: str) -> str:
 
 
 METRICS = f"{RESULTS}/metrics.json"
+RUN_RECORD = f"{RESULTS}/run.json"  # commit, machine, seeds and wall time of each invocation (report.runrecord)
 DEVELOPMENT = f"{RESULTS}/development.json"  # a development run's scores on the hold-out (validation: holdout)
 VALIDATION_CURVES = f"{RESULTS}/plots/val_accuracy.csv"
 DEVICE_ACCURACY = f"{RESULTS}/plots/device_accuracy.csv"
