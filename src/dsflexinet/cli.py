@@ -467,9 +467,9 @@ def _report_claims(args: argparse.Namespace) -> None:
 def _docs_results(args: argparse.Namespace) -> None:
     from dsflexinet.report.docs import write_results_blocks
 
-    write_results_blocks(args.results, args.readme, args.page)
-    log.info("results blocks of %s rewritten from %s", ", ".join(map(str, filter(None, (args.readme, args.page)))),
-             args.results)  # fmt: skip
+    write_results_blocks(args.results, args.readme, args.page, args.figure)
+    written = ", ".join(map(str, filter(None, (args.readme, args.page, args.figure))))
+    log.info("%s rewritten from %s", written, args.results)
 
 
 def _config_reference(args: argparse.Namespace) -> None:
@@ -521,11 +521,12 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--out-devices", type=Path, required=True, help="accuracy per device (CSV)")
     command.set_defaults(handler=_report_metrics)
 
-    command = commands.add_parser("docs-results", help="rewrite the results blocks of README.md and docs/results.md")
+    command = commands.add_parser("docs-results", help="rewrite the results blocks of the README and docs/results.md")
     command.add_argument("--results", type=Path, default=Path("results"),
                          help="a finished run's results/ (run.json, metrics.json, tables/claims.csv)")  # fmt: skip
     command.add_argument("--readme", type=Path, help="README.md")
     command.add_argument("--page", type=Path, help="docs/results.md")
+    command.add_argument("--figure", type=Path, help="where the run's claims figure is copied (docs/claims.png)")
     command.set_defaults(handler=_docs_results)
 
     command = commands.add_parser("config-reference", help="write config/README.md from the config schema")

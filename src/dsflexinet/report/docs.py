@@ -9,12 +9,13 @@ A generated part of a Markdown file lives between `<!-- NAME:begin -->` and `<!-
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from dsflexinet.atomic import read_json, write_text
+from dsflexinet.atomic import atomic_path, read_json, write_text
 from dsflexinet.config import read_config_file
 from dsflexinet.errors import PipelineError
 from dsflexinet.machine import machine_label
@@ -188,12 +189,22 @@ def page_results(results: str | Path) -> str:
     return "\n".join(lines)
 
 
-def write_results_blocks(results: str | Path, readme: str | Path | None, page: str | Path | None) -> None:
-    """Rewrite the results block of the README and of the results page from a run's results/."""
-    for path, render in ((readme, readme_results), (page, page_results)):
-        if path is not None:
-            target = Path(path)
-            write_text(target, replace_block(target.read_text(), RESULTS_BLOCK, render(results)))
+def write_results_blocks(
+    results: str | Path, readme: str | Path | None, page: str | Path | None, figure: str | Path | None = None
+) -> None:
+    """Rewrite the results block of the README and of the results page from a run's results/, and copy its claims
+    figure (results/figures/claims.png) to `figure`."""
+    results = Path(results)
+    rendered = [(Path(path), render(results)) for path, render in ((readme, readme_results), (page, page_results))
+                if path is not None]  # fmt: skip
+    for path, content in rendered:
+        write_text(path, replace_block(path.read_text(), RESULTS_BLOCK, content))
+    if figure is not None:
+        source = results / "figures" / "claims.png"
+        if not source.is_file():
+            raise PipelineError(f"not a finished run: missing {source}")
+        with atomic_path(figure) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 # --- the settings reference ---------------------------------------------------------------------------------------
