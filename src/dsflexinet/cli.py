@@ -472,6 +472,12 @@ def _docs_results(args: argparse.Namespace) -> None:
     log.info("%s rewritten from %s", written, args.results)
 
 
+def _report_html(args: argparse.Namespace) -> None:
+    from dsflexinet.report.docs import write_markdown_html
+
+    write_markdown_html(args.markdown, args.out, args.title)
+
+
 def _config_reference(args: argparse.Namespace) -> None:
     from dsflexinet.atomic import write_text
     from dsflexinet.report.docs import repository_config_reference
@@ -528,6 +534,12 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--page", type=Path, help="docs/results.md")
     command.add_argument("--figure", type=Path, help="where the run's claims figure is copied (docs/claims.png)")
     command.set_defaults(handler=_docs_results)
+
+    command = commands.add_parser("report-html", help="a Markdown table as an HTML page for the Snakemake report")
+    command.add_argument("markdown", type=Path)
+    command.add_argument("--title", required=True)
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_report_html)
 
     command = commands.add_parser("config-reference", help="write config/README.md from the config schema")
     command.add_argument("--root", type=Path, default=Path(), help="the repository's root")

@@ -207,6 +207,32 @@ def write_results_blocks(
             shutil.copyfile(source, tmp)
 
 
+# --- the HTML report ---------------------------------------------------------------------------------------------
+
+_HTML_STYLE = (
+    "body{font-family:sans-serif;margin:1.5em;max-width:80em}table{border-collapse:collapse;margin:1em 0}"
+    "th,td{border:1px solid #bbb;padding:.25em .6em;text-align:left}th{background:#eee}"
+)
+
+
+def markdown_html(text: str, title: str) -> str:
+    """A Markdown report (a table with its notes and the paper's numbers) as one self-contained HTML page, which
+    the Snakemake report shows inline where it would only offer a Markdown or CSV file for download."""
+    from html import escape
+
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(text)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_HTML_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
+    )
+
+
+def write_markdown_html(markdown: str | Path, out: str | Path, title: str) -> None:
+    write_text(out, markdown_html(Path(markdown).read_text(), title))
+
+
 # --- the settings reference ---------------------------------------------------------------------------------------
 
 
