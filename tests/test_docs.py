@@ -235,3 +235,33 @@ def test_no_file_outside_the_repository_is_cited() -> None:
     listing = subprocess.run(["git", "grep", "-n", "-I", *outside, "--", ".", *excluded], cwd=REPO,
                              capture_output=True, text=True)  # fmt: skip
     assert listing.stdout == ""
+
+
+def test_report_pages_render_tables_inline() -> None:
+    from dsflexinet.report.docs import markdown_html
+
+    markdown = "# Table II\n\n| System | ACC/% |\n|---|---|\n| sm1 | 42.0 (n=1) |\n\nPaper: 56.54\n"
+    html = markdown_html(markdown, "table2")
+    assert "<title>table2</title>" in html and "<h1>Table II</h1>" in html
+    assert "<td>sm1</td>" in html and "<td>42.0 (n=1)</td>" in html and "<p>Paper: 56.54</p>" in html
+
+
+@pytest.mark.parametrize("table", ["table2", "table3", "table4", "table5"])
+def test_report_captions_render_without_warnings(table: str) -> None:
+    """The report's front page and captions as Snakemake renders them (Jinja, then reStructuredText), with docutils
+    set to stop at the first warning."""
+    from types import SimpleNamespace
+
+    import jinja2
+    from docutils.core import publish_parts
+
+    snakemake = SimpleNamespace(wildcards=SimpleNamespace(table=table))
+    captions = sorted((REPO / "workflow" / "report").glob("*.rst"))
+    assert {"workflow.rst", "tables.rst", "claims.rst", "claims_figure.rst"} <= {path.name for path in captions}
+    for path in captions:
+        text = jinja2.Template(path.read_text()).render(snakemake=snakemake)
+        body = publish_parts(text, writer="html", settings_overrides={"halt_level": 2, "report_level": 2})["body"]
+        assert "system-message" not in body
+    rendered = jinja2.Template((REPO / "workflow" / "report" / "tables.rst").read_text()).render(snakemake=snakemake)
+    numeral = {"table2": "II", "table3": "III", "table4": "IV", "table5": "V"}[table]
+    assert rendered.strip().startswith(f"Table {numeral} of the paper")
