@@ -265,3 +265,9 @@ def test_report_captions_render_without_warnings(table: str) -> None:
     rendered = jinja2.Template((REPO / "workflow" / "report" / "tables.rst").read_text()).render(snakemake=snakemake)
     numeral = {"table2": "II", "table3": "III", "table4": "IV", "table5": "V"}[table]
     assert rendered.strip().startswith(f"Table {numeral} of the paper")
+
+
+def test_a_run_without_the_papers_students_says_so(tmp_path: Path) -> None:
+    from dsflexinet.report.docs import students_table
+
+    assert students_table({"students": {"tiny": {}}}, ["sm1", "sm2"]).startswith("No student run")

@@ -111,6 +111,8 @@ def students_table(metrics: Mapping, runs: Iterable[str] | None = None) -> str:
             "this run int8": _percent(values.get("accuracy_int8")),
             "this run, unseen S4-S6": _percent(values.get("unseen_accuracy_float")),
         })  # fmt: skip
+    if not rows:
+        return "No student run of this run is one of the paper's Table II systems (sm1-sm4).\n"
     return to_markdown(pd.DataFrame(rows))
 
 
