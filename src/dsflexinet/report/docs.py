@@ -8,6 +8,7 @@ A generated part of a Markdown file lives between `<!-- NAME:begin -->` and `<!-
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterable, Mapping
@@ -283,7 +284,7 @@ def _setting_rows(schema: Mapping, node: Mapping, prefix: str, config: Mapping |
         description = child_resolved.get("description", "")
         nested = "properties" in child_resolved or isinstance(child_resolved.get("additionalProperties"), Mapping)
         present = isinstance(config, Mapping) and key in config and not isinstance(value, Mapping)
-        shown = f"`{'null' if value is None else value}`" if present else ""
+        shown = f"`{json.dumps(value) if isinstance(value, list | None) else value}`" if present else ""
         rows.append({"setting": f"`{name}`", "default (config.yaml)": shown, "allowed": _allowed(child_resolved),
                      "what it does": " ".join(str(description).split()).replace("|", "\\|")})  # fmt: skip
         if nested:
