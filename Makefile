@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make run` (the whole pipeline on the embedded default data set)
 # and `make test`. Both create .venv and install what is missing first; a second call installs nothing.
+# The other targets run the common commands with the installed tools (or `source .venv/bin/activate`).
 PYTHON ?= python3.11
 VENV ?= .venv
 CORES ?= all
@@ -8,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install run test dry-run lint lock track
+.PHONY: install run test dry-run lint lock track report submission data-efficiency docs
 
 install: $(INSTALLED)
 
@@ -27,6 +28,20 @@ test: $(INSTALLED)
 
 dry-run: $(INSTALLED)
 	snakemake -n
+
+report: $(INSTALLED)
+	snakemake --report report.html
+
+submission: $(INSTALLED)
+	snakemake --cores $(CORES) submission
+
+data-efficiency: $(INSTALLED)
+	snakemake --cores $(CORES) data_efficiency
+
+# After a finished run: the results tables of README.md and docs/results.md, the claims figure, config/README.md.
+docs: $(INSTALLED)
+	python -m dsflexinet docs-results --results results --readme README.md --page docs/results.md --figure docs/claims.png
+	python -m dsflexinet config-reference
 
 lint: $(INSTALLED)
 	snakemake --lint

@@ -21,6 +21,9 @@ except PipelineError as error:
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretraining.smk"
@@ -31,6 +34,27 @@ include: "workflow/rules/students.smk"
 include: "workflow/rules/quant.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/dcase.smk"
+
+
+# results/run.json: the commit, machine, seeds and wall time of every invocation that finished without error
+# (dry runs, `--touch` and invocations with nothing to do record nothing). `python -m dsflexinet docs-results`
+# states them beside the results tables.
+_invocation = {}
+
+
+onstart:
+    from dsflexinet.report.runrecord import start_invocation
+
+    if not workflow.touch:
+        configfiles = [str(path) for path in workflow.overwrite_configfiles or []]
+        _invocation.update(start_invocation(workflow.basedir, config, configfiles))
+
+
+onsuccess:
+    from dsflexinet.report.runrecord import finish_invocation
+
+    if _invocation:
+        finish_invocation(_invocation, layout.RUN_RECORD, workflow.resource_settings.cores)
 
 
 rule all:

@@ -58,7 +58,7 @@ from dsflexinet.train.module import build_classifier
 from dsflexinet.train.run import make_trainer
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_CLIPS, TEST_CLIPS = 139_620, 29_680  # TAU22 fold1 (FACTS.md)
+TRAIN_CLIPS, TEST_CLIPS = 139_620, 29_680  # TAU22 fold1_train and fold1_evaluate (Zenodo record 6337421)
 TRAIN_DEVICE_SHARES = {"a": 102_150, "b": 7_500, "c": 7_500, "s1": 7_500, "s2": 7_500, "s3": 7_500}
 SAMPLES = 32_000  # 1 s at the caches' 32 kHz
 EVAL_BATCH = 256  # CacheDataModule's eval_batch_size

@@ -42,7 +42,7 @@ from dsflexinet.models.resnorm import NORMS
 from dsflexinet.quant.qat import convert_int8, prepare_qat
 
 CALLS_PER_TURN = 10
-# Item 4 of the speed issue: the deployed sm2 this much faster in int8 than in float on its faster engine, and no
+# The int8 targets: the deployed sm2 this much faster in int8 than in float on its faster engine, and no
 # student slower in int8 than in float on fbgemm.
 SM2_INT8_GOAL = 2.5
 # Modules that are no layer of their own: identities, the quantization borders, and the residual adds' holders,
@@ -121,7 +121,7 @@ def contiguous_single_channel_convs(model: torch.nn.Module) -> torch.nn.Module:
     the Zen 4 VM). The next convolution's channels-last weight takes the model back to channels-last. Values and
     outputs are the same up to float rounding. Only the benchmark's float baseline uses it: the pipeline deploys
     int8 models, and training keeps the built layout (a change there would change the bits of every trained
-    model the README's runs record).
+    model the documented runs record).
     """
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d) and module.in_channels == 1 and module.groups == 1:
@@ -195,7 +195,7 @@ def measure(models: list[tuple[str, str, torch.nn.Module]], clip: tuple, rounds:
 
 
 def int8_targets(results: dict) -> dict:
-    """Item 4's targets from the deployed (TorchScript) rows: each student's int8 speed-up over float per engine,
+    """The int8 targets from the deployed (TorchScript) rows: each student's int8 speed-up over float per engine,
     its faster engine, sm2's verdict against SM2_INT8_GOAL where sm2 was measured, and whether every measured
     student is at least as fast in int8 as in float on fbgemm."""
     speed_ups = {}
@@ -219,7 +219,7 @@ def int8_targets(results: dict) -> dict:
 
 
 def print_targets(targets: dict) -> None:
-    print("item 4 targets (TorchScript, model alone, batch 1; int8 speed-up over float):")
+    print("int8 speed-up targets (TorchScript, model alone, batch 1; int8 speed-up over float):")
     if "sm2" in targets:
         sm2, engine = targets["sm2"], targets["faster_engine"]["dsflexinet_sm2"]
         verdict = "met" if sm2["met"] else "missed"

@@ -1,6 +1,6 @@
 """Wall time of the whole default DAG from clean, of a rerun with nothing to do, and per rule.
 
-A fresh `git clone` of this checkout is built with `snakemake --cores N` (the README's main job, without the
+A fresh `git clone` of this checkout is built with `snakemake --cores N` (`make run`'s job, without the
 install step), then run again (nothing to do); the per-job times come from Snakemake's `benchmark:` files
 (results/benchmarks/*.tsv), summed per rule. With `--existing DIR` the full build is skipped and an already
 built clone is measured (the rerun and the per-rule table).

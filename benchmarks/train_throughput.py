@@ -60,7 +60,7 @@ MODELS = {
     "cp_resnet_tiny": "teacher:cpresnet-dir_fms-s1",
 }
 TRAIN_DEVICE_SHARES = {"a": 1000, "b": 80, "c": 80, "s1": 80, "s2": 80, "s3": 80}  # the default training split
-VALIDATION_CLIPS = 900  # 100 clips of each of the nine devices: half the default test split, as in the README
+VALIDATION_CLIPS = 900  # 100 clips of each of the nine devices: half the default test split (docs/benchmarks.md)
 EVAL_BATCH = 256  # CacheDataModule's eval_batch_size
 TRAIN_CLIPS = 1400  # clips per training epoch in the default run (for the validation's share of an epoch)
 MATMUL_SIZE = 1024

@@ -64,6 +64,16 @@ def test_run_is_versioned_compared_and_restored(tmp_path: Path, env: dict) -> No
 
     snakemake(cwd=repo, env=env)
     assert "Nothing to be done" in snakemake("-n", cwd=repo, env=env)
+    # The run records its commit, seeds and wall time (a dry run adds nothing), which the docs' tables state.
+    (invocation,) = json.loads((repo / "results/run.json").read_text())["invocations"]
+    assert invocation["commit"] == run("git", "rev-parse", "--short", "HEAD", cwd=repo, env=env).strip()
+    assert invocation["student_seeds"] == [1] and invocation["wall_seconds"] > 0
+    run(sys.executable, "-m", "dsflexinet", "docs-results", "--readme", "README.md", "--page", "docs/results.md",
+        "--figure", "docs/claims.png", cwd=repo, env=env)  # fmt: skip
+    assert f"Run of commit {invocation['commit']} (`config.yaml`)" in (repo / "README.md").read_text()
+    snakemake("--report", "report.html", cwd=repo, env=env)
+    assert "Table II of the paper measured by this run" in (repo / "report.html").read_text()
+    run("git", "checkout", "-q", "--", "README.md", "docs", cwd=repo, env=env)
     # Worker processes and threads change how fast, not what is computed: nothing reruns for them.
     hardware = tmp_path / "hardware.yaml"
     hardware.write_text(yaml.safe_dump({"compute": {"num_workers": 2, "threads": 2}}))

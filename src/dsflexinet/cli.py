@@ -533,6 +533,33 @@ def _power(args: argparse.Namespace) -> None:
              dict(zip(frame["comparison"], frame["per_scene_needed"], strict=True)))  # fmt: skip
 
 
+def _docs_results(args: argparse.Namespace) -> None:
+    from dsflexinet.report.docs import write_results_blocks
+
+    write_results_blocks(args.results, args.readme, args.page, args.figure)
+    written = ", ".join(map(str, filter(None, (args.readme, args.page, args.figure))))
+    log.info("%s rewritten from %s", written, args.results)
+
+
+def _report_html(args: argparse.Namespace) -> None:
+    from dsflexinet.report.docs import write_markdown_html
+
+    write_markdown_html(args.markdown, args.out, args.title)
+
+
+def _config_reference(args: argparse.Namespace) -> None:
+    from dsflexinet.atomic import write_text
+    from dsflexinet.report.docs import repository_config_reference
+
+    text = repository_config_reference(args.root)
+    if args.check:
+        current = (args.root / "config" / "README.md").read_text()
+        if current != text:
+            raise PipelineError("config/README.md is not current: run `python -m dsflexinet config-reference`")
+        return
+    write_text(args.root / "config" / "README.md", text)
+
+
 def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("report-table", help="one of the paper's tables II-V as CSV and Markdown")
     command.add_argument("table", choices=("table2", "table3", "table4", "table5"))
@@ -576,6 +603,25 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--out-curves", type=Path, required=True, help="validation accuracy per epoch (CSV)")
     command.add_argument("--out-devices", type=Path, required=True, help="accuracy per device (CSV)")
     command.set_defaults(handler=_report_metrics)
+
+    command = commands.add_parser("docs-results", help="rewrite the results blocks of the README and docs/results.md")
+    command.add_argument("--results", type=Path, default=Path("results"),
+                         help="a finished run's results/ (run.json, metrics.json, tables/claims.csv)")  # fmt: skip
+    command.add_argument("--readme", type=Path, help="README.md")
+    command.add_argument("--page", type=Path, help="docs/results.md")
+    command.add_argument("--figure", type=Path, help="where the run's claims figure is copied (docs/claims.png)")
+    command.set_defaults(handler=_docs_results)
+
+    command = commands.add_parser("report-html", help="a Markdown table as an HTML page for the Snakemake report")
+    command.add_argument("markdown", type=Path)
+    command.add_argument("--title", required=True)
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_report_html)
+
+    command = commands.add_parser("config-reference", help="write config/README.md from the config schema")
+    command.add_argument("--root", type=Path, default=Path(), help="the repository's root")
+    command.add_argument("--check", action="store_true", help="only check that config/README.md is current")
+    command.set_defaults(handler=_config_reference)
 
     command = commands.add_parser("report-development", help="development.json: a development run's hold-out scores")
     command.add_argument("--histories", type=_json_object, required=True, help="JSON {name: history.csv}")

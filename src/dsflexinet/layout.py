@@ -20,6 +20,7 @@
                                             (config/development.yaml): the same tree for its subset, apart from
                                             the default run's, its hold-out scores instead of tables, and the
                                             test locations its paired differences would need
+      run.json                              commit, machine, student seeds and wall time of every invocation
       benchmarks/                           Snakemake's time and memory of every job
 
 Patterns keep Snakemake's `{wildcard}` fields; call the functions with values for concrete paths. A job is
@@ -225,6 +226,7 @@ def figure(name: str) -> str:
 
 
 METRICS = f"{RESULTS}/metrics.json"
+RUN_RECORD = f"{RESULTS}/run.json"  # commit, machine, seeds and wall time of each invocation (report.runrecord)
 # a development run's scores on the hold-out (validation: holdout)
 DEVELOPMENT = f"{RESULTS}/{DEVELOPMENT_ROOT}/development.json"
 # its power analysis: how many test locations the default run's paired intervals need (report.power)

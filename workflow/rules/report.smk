@@ -1,4 +1,5 @@
-# Reports: the paper's tables II-V, Fig. 3, and results/metrics.json. Each report reads only the runs it shows,
+# Reports: the paper's tables II-V, Fig. 3, and results/metrics.json. The tables and claims also come as HTML
+# (their Markdown with the paper's numbers), which the Snakemake report shows inline. Each report reads only the runs it shows,
 # so changing one student reruns that student and the reports that use it.
 
 
@@ -6,8 +7,9 @@ rule report_table:
     input:
         table_inputs,
     output:
-        csv=report(layout.table("{table}", "csv"), caption="../report/tables.rst", category="Tables"),
+        csv=layout.table("{table}", "csv"),
         markdown=layout.table("{table}", "md"),
+        html=report(layout.table("{table}", "html"), caption="../report/tables.rst", category="Tables"),
     wildcard_constraints:
         table="table[2-5]",
     params:
@@ -23,8 +25,10 @@ rule report_table:
     conda:
         ENV
     shell:
-        "python -m dsflexinet report-table {wildcards.table} --inputs {params.inputs:q}"
-        " --out-csv {output.csv:q} --out-md {output.markdown:q} > {log:q} 2>&1"
+        "(python -m dsflexinet report-table {wildcards.table} --inputs {params.inputs:q}"
+        " --out-csv {output.csv:q} --out-md {output.markdown:q}"
+        " && python -m dsflexinet report-html {output.markdown:q} --title {wildcards.table} --out {output.html:q})"
+        " > {log:q} 2>&1"
 
 
 rule report_confusion:
@@ -79,8 +83,9 @@ rule report_claims:
         plan_inputs(CLAIMS_PLAN),
     output:
         csv=layout.table("claims", "csv"),
-        markdown=report(layout.table("claims", "md"), caption="../report/claims.rst", category="Claims"),
-        figure=report(layout.figure("claims"), caption="../report/claims.rst", category="Claims"),
+        markdown=layout.table("claims", "md"),
+        html=report(layout.table("claims", "html"), caption="../report/claims.rst", category="Claims"),
+        figure=report(layout.figure("claims"), caption="../report/claims_figure.rst", category="Claims"),
     params:
         plan=as_json(CLAIMS_PLAN),
     log:
@@ -92,8 +97,10 @@ rule report_claims:
     conda:
         ENV
     shell:
-        "python -m dsflexinet report-claims --plan {params.plan:q} --out-csv {output.csv:q}"
-        " --out-md {output.markdown:q} --out-png {output.figure:q} > {log:q} 2>&1"
+        "(python -m dsflexinet report-claims --plan {params.plan:q} --out-csv {output.csv:q}"
+        " --out-md {output.markdown:q} --out-png {output.figure:q}"
+        " && python -m dsflexinet report-html {output.markdown:q} --title claims --out {output.html:q})"
+        " > {log:q} 2>&1"
 
 
 rule report_development:

@@ -63,7 +63,8 @@ def _tau22(rows: int, a: int, b: int, c: int, s1: int, s2: int, s3: int, digest:
     return SubsetFacts(rows, {device: counts.get(device, 0) for device in DEVICES}, digest)
 
 
-# Measured on the public copy yqcai888/easy_dcase_task1, data/meta_dcase_2024/ (../shared/reference/FACTS.md).
+# Counted on the DCASE'24 split tables of the DCASE 2024 Task 1 baseline (CPJKU/dcase2024_task1_baseline), in the
+# public copy yqcai888/easy_dcase_task1, data/meta_dcase_2024/.
 TAU22_SUBSETS: dict[int, SubsetFacts] = {
     5: _tau22(6_980, 5_080, 380, 380, 380, 380, 380,
               "a0713391abe43333d6c9b6ac27fe0ea08e06ab3eaf10057513d4b75bb49e9299"),

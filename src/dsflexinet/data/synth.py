@@ -507,7 +507,7 @@ def tree_digest(root: str | Path) -> str:
 
 
 def spec_summary(spec: SyntheticSpec) -> dict:
-    """The spec and the clip counts it implies, for the README and the data set's own description."""
+    """The spec and the clip counts it implies, for the data set's own description."""
     segments = plan_segments(spec)
     counts: dict[str, dict[str, int]] = {"train": {}, "test": {}}
     for segment in segments:
