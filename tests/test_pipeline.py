@@ -43,7 +43,12 @@ COMPUTE = {"accelerator": "cpu", "devices": 1}
 
 @pytest.fixture(scope="module")
 def config() -> dict:
-    return tiny_pipeline_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    """The tiny config with teachers from scratch: these tests call the jobs directly, without the pretraining
+    rule that writes their checkpoints (tests/test_pretraining.py and the Snakemake runs cover that path)."""
+    config = tiny_pipeline_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    for architecture in config["teachers"]["architectures"].values():
+        architecture["pretrained"] = "none"
+    return config
 
 
 @pytest.fixture(scope="module")
