@@ -31,10 +31,12 @@ PLACEHOLDER = (
 # claims.csv columns shown when present, after the interval: (column, heading). Columns a run lacks are left out.
 OPTIONAL_CLAIM_COLUMNS = (
     ("half_width_pp", "± half-width"),
+    ("mde_pp", "smallest detectable"),
     ("paper_in_interval", "paper in interval"),
-    ("holm_verdict", "Holm (family-wise)"),
+    ("family_verdict", "family-wise verdict"),
     ("interval_covers", "interval covers"),
 )
+UNSIGNED_COLUMNS = ("half_width_pp", "mde_pp")  # sizes, not differences: no sign
 
 
 def _markers(name: str) -> tuple[str, str]:
@@ -144,7 +146,8 @@ def claims_table(claims: pd.DataFrame, statistic: str = "accuracy") -> str:
     })  # fmt: skip
     for column, heading in OPTIONAL_CLAIM_COLUMNS:
         if column in rows:
-            table[heading] = [_number(v) if isinstance(v, float) else v for v in rows[column]]
+            table[heading] = [(f"{v:.2f}" if column in UNSIGNED_COLUMNS else _number(v)) if isinstance(v, float) else v
+                              for v in rows[column]]  # fmt: skip
     if "n_seeds" in rows:
         table["seeds"] = rows["n_seeds"].to_numpy()
     table["verdict"] = rows["verdict"].to_numpy()
