@@ -261,9 +261,10 @@ def write_holdout_outcomes(
     stacked = np.stack([load_logits(path, names)[1] for path in teacher_logits.values()])
     labels = clips["label"].to_numpy()
     report = read_json(fusion_report)
-    fused = Fusion(np.array(list(report["alpha"].values())), np.array(report["beta"])).apply(stacked)
     if report["fit"]["on"] == "holdout" and report["fit"]["kept"]:
         fused = cross_fitted_logits(stacked, labels, clips, steps, report["fit"]["shrinkage"])
+    else:
+        fused = Fusion(np.array(list(report["alpha"].values())), np.array(report["beta"])).apply(stacked)
     ensembles = {"average": Fusion.average(*stacked.shape[::2]).apply(stacked), "fused": fused}
     accuracy = {}
     for (name, logits), path in zip(ensembles.items(), (out_average, out_fused), strict=True):

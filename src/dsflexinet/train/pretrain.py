@@ -65,7 +65,8 @@ def pretrain_job(
 
     for epoch in range(schedule["epochs"]):
         started = time.monotonic()
-        model.train(), inputs.train()
+        model.train()
+        inputs.train()
         order = train_rows[torch.randperm(train_rows.size, generator=generator).numpy()]
         steps = max(1, order.size // batch_size)
         total = 0.0
@@ -81,7 +82,8 @@ def pretrain_job(
             loss.backward()
             optimizer.step()
             total += loss.item()
-        model.eval(), inputs.eval()
+        model.eval()
+        inputs.eval()
         with torch.inference_mode():
             held_logits = torch.cat([
                 model(inputs(waves(held_rows[k : k + 256]), [])) for k in range(0, held_rows.size, 256)
