@@ -16,6 +16,7 @@ from dsflexinet.data.synth import DEVICE_FAMILIES, SyntheticSpec, device_paramet
 from dsflexinet.data.tau22 import DEVICES
 from dsflexinet.errors import PipelineError
 from dsflexinet.layout import checksum_beside
+from dsflexinet.modelfile import rebuild
 from dsflexinet.models.registry import build_model
 from dsflexinet.train.pretrain import pretrain_job
 from tests.conftest import TINY_CORPUS, TINY_SPEC
@@ -85,6 +86,11 @@ def test_pretrained_checkpoint_starts_a_teacher_and_is_verified(corpus, tmp_path
     assert again["history"] == [dict(row, seconds=again["history"][i]["seconds"]) for i, row in
                                 enumerate(result["history"])]  # fmt: skip
     assert (tmp_path / "a.sha256").read_text().split()[0] == checksum.read_text().split()[0]
+    # A trained teacher is rebuilt from its own weights: its starting checkpoint is not read again (nor needed).
+    spec = {"model": {"name": "cp_resnet_tiny", "options": {"pretrained_path": str(tmp_path / "gone.pt")}},
+            "frontend": {"preset": "cp_resnet"}}  # fmt: skip
+    rebuilt = rebuild(spec, teacher.state_dict())
+    assert torch.equal(rebuilt.model.state_dict()["stem.0.weight"], teacher.state_dict()["stem.0.weight"])
     # A checkpoint changed after its checksum was written is refused in one line, naming the file.
     damaged = bytearray(weights.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF

@@ -169,8 +169,12 @@ def machine_records(value: object, source: Path) -> tuple[dict, ...]:
 
 
 def rebuild(spec: dict, state_dict: dict | None = None) -> WaveformClassifier:
-    """The float classifier a training spec describes, with trained weights if given."""
-    model = build_model(spec["model"]["name"], **spec["model"].get("options", {}))
+    """The float classifier a training spec describes, with trained weights if given. Trained weights replace
+    the checkpoint the training started from, so that checkpoint is neither read nor needed again."""
+    options = dict(spec["model"].get("options", {}))
+    if state_dict is not None:
+        options.pop("pretrained_path", None)
+    model = build_model(spec["model"]["name"], **options)
     if state_dict is not None:
         model.load_state_dict(state_dict)
     frontend = build_frontend(spec["frontend"]["preset"], **spec["frontend"].get("options", {}))
