@@ -9,7 +9,16 @@ import jsonschema
 import pytest
 import yaml
 
-from dsflexinet.config import load_config, read_config_file, student_settings, student_spec, validate_config
+from dsflexinet.config import (
+    development_plan,
+    float_run,
+    load_config,
+    read_config_file,
+    student_runs,
+    student_settings,
+    student_spec,
+    validate_config,
+)
 from dsflexinet.errors import PipelineError
 from tests.conftest import REPO
 
@@ -251,3 +260,56 @@ def test_a_config_error_stops_snakemake_before_any_old_output_is_removed(tmp_pat
     assert "config: students.defaults.schedule.lr: 1000000000.0 is greater than the maximum of 1" in result.stderr
     assert "Job stats" not in result.stdout + result.stderr  # stopped while parsing: no job was planned
     assert old.read_text() == '{"old": true}\n'
+
+
+DEVELOPMENT = REPO / "config" / "development.yaml"
+
+
+def test_development_candidates_are_the_baseline_with_one_setting_changed() -> None:
+    """Each candidate is sm4 with the candidate's keys merged on; a QAT-only candidate quantizes sm4's own float
+    model, and the plan compares it in int8; nothing of the candidates exists outside a development run."""
+    config = load_config([DEFAULT, DEVELOPMENT], SCHEMA)
+    runs = student_runs(config)
+    assert len(runs) == len(config["students"]["runs"]) + 8
+    baseline = student_settings(config, "sm4")
+    constant = student_settings(config, "sm4-lambda-constant-0.02")
+    assert constant["distillation"]["label_weight"] == {"schedule": "constant", "value": 0.02}
+    assert {key: value for key, value in constant.items() if key != "distillation"} == {
+        key: value for key, value in baseline.items() if key != "distillation"}  # fmt: skip
+    assert student_settings(config, "sm4-lr-1.5e-3")["schedule"] == baseline["schedule"] | {"lr": 1.5e-3}
+    assert float_run(config, "sm4-qat-lr-5e-5") == "sm4" and float_run(config, "sm4-lr-6e-3") == "sm4-lr-6e-3"
+    assert student_spec(config, "sm4-qat-lr-5e-5", 1) == student_spec(config, "sm4", 1)  # the same float training
+    plan = development_plan(config, lambda run, precision: f"{run}/{precision}.tsv")
+    assert list(plan) == ["label_weight", "lr", "batch_size", "qat_lr"]
+    assert plan["qat_lr"]["precision"] == "int8" and plan["qat_lr"]["baseline"]["clips"] == "sm4/int8.tsv"
+    assert plan["qat_lr"]["baseline"]["values"] == {"qat": {"lr": 1.0e-4}}
+    assert plan["label_weight"]["baseline"]["values"] == {
+        "distillation": {"label_weight": {"schedule": "linear", "start": 0.5, "end": 0.1}}}  # fmt: skip
+    assert plan["batch_size"]["candidates"]["sm4-batch-64"] == {"clips": "sm4-batch-64/float.tsv",
+                                                                "values": {"schedule": {"batch_size": 64}}}
+    default = load_config([DEFAULT], SCHEMA)
+    assert student_runs(default) == default["students"]["runs"] and development_plan(default, None) == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(validation="test"), "development: candidates are compared on the fusion hold-out"),
+        (lambda c: c["development"].update(baseline="sm5"),
+         "development.baseline names student run 'sm5', which students.runs does not define"),
+        (lambda c: c["development"]["candidates"]["lr"].update({"sm4-nokd": {"schedule": {"lr": 1.0e-3}}}),
+         "development.candidates.lr.sm4-nokd: the name of a candidate must differ from every student run"),
+    ],
+)  # fmt: skip
+def test_development_candidates_are_checked(change, message: str) -> None:
+    config = load_config([DEFAULT, DEVELOPMENT], SCHEMA)
+    change(config)
+    with pytest.raises(PipelineError) as failure:
+        validate_config(config, SCHEMA)
+    assert str(failure.value).startswith(f"config: {message}")
+
+
+def test_a_misspelt_candidate_setting_names_its_key(tmp_path: Path) -> None:
+    text = "development: {candidates: {lr: {sm4-fast: {schedule: {lrr: 1.0e-2}}}}}\n"
+    with pytest.raises(PipelineError, match=r"development\.candidates\.lr\.sm4-fast\.schedule.*lrr"):
+        load_config([DEFAULT, DEVELOPMENT, _override(tmp_path, text)], SCHEMA)

@@ -168,6 +168,37 @@ def test_development_run_validates_on_held_out_training_clips(inputs, tmp_path: 
     assert len(test_split.validation_set) == 180
 
 
+def test_validation_curves_read_a_fixed_subset_of_the_test_locations(inputs, tmp_path: Path) -> None:
+    """validation_locations_per_scene: the curve reads all clips of the drawn test locations, rows of the test
+    cache, the same ones every time; the training clips are untouched."""
+    from dsflexinet.data.cache import WaveformCache
+    from dsflexinet.data.splits import read_clip_table, write_validation_subset
+    from dsflexinet.errors import PipelineError
+
+    test_table = inputs["test"].with_suffix(".tsv")
+    clips = read_clip_table(test_table)
+    per_scene = clips.groupby("scene_label")["identifier"].nunique()
+    counts = write_validation_subset(test_table, 1, 0, tmp_path / "validation.tsv")
+    chosen = read_clip_table(tmp_path / "validation.tsv")
+    assert counts == {"clips": len(chosen), "locations": 10, "of_clips": len(clips)}
+    assert chosen.groupby("scene_label")["identifier"].nunique().eq(1).all() and per_scene.max() >= 1
+    # whole locations: every clip of a chosen location, none of the others
+    assert len(chosen) == int(clips["identifier"].isin(chosen["identifier"]).sum())
+    write_validation_subset(test_table, 1, 0, tmp_path / "again.tsv")
+    assert (tmp_path / "again.tsv").read_bytes() == (tmp_path / "validation.tsv").read_bytes()
+    everything = write_validation_subset(test_table, 50, 0, tmp_path / "all.tsv")
+    assert everything["clips"] == len(clips)  # a scene with fewer locations keeps all of them
+    with pytest.raises(PipelineError, match="validation locations per scene 0 is not at least 1"):
+        write_validation_subset(test_table, 0, 0, tmp_path / "none.tsv")
+    data = TrainingData(inputs["train"], inputs["test"], validation_clips=tmp_path / "validation.tsv",
+                        validation_cache=inputs["test"])  # fmt: skip
+    module = data.datamodule({}, batch_size=8, compute={})
+    module.setup()
+    names = WaveformCache.open(inputs["test"]).clips["filename"].to_numpy()
+    assert sorted(names[module.validation_set.rows]) == sorted(chosen["filename"])
+    assert len(module.train_set) == len(WaveformCache.open(inputs["train"]).clips)
+
+
 @pytest.fixture
 def tau_clips_dir_or_none() -> Path | None:
     from tests.conftest import SHARED

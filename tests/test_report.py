@@ -146,3 +146,41 @@ def test_development_metrics_give_the_teachers_margin_with_its_interval(tmp_path
     assert margin["locations"] == 3 and margin["clips"] == 12 and margin["target_pp"] == TEACHER_MARGIN_PP
     # Every location gains one clip of four: every resample gives the same +25, so the interval is that point.
     assert margin["low_pp"] == margin["high_pp"] == 25.0 and margin["reached"] is True
+
+
+def _holdout_outcomes(path: Path, right: list[int]) -> Path:
+    """Per-clip hold-out outcomes of one system: 4 clips at each of len(right) / 4 locations."""
+    clips = pd.DataFrame({"filename": [f"audio/park-lyon-{i // 4}-0-{i}-a.wav" for i in range(len(right))],
+                          "identifier": [f"lyon-{i // 4}" for i in range(len(right))], "device": "a", "label": 0,
+                          "prediction": [0 if r else 1 for r in right], "nll": 0.5})  # fmt: skip
+    clips.to_csv(path, sep="\t", index=False)
+    return path
+
+
+def test_a_default_changes_only_for_a_distinguishable_gain_on_the_holdout(tmp_path: Path) -> None:
+    """Known outcomes: one candidate gains one clip of four at every location (+25 points, an interval that is
+    that point), one gains at one location only (not distinguishable): the first is chosen. Where no candidate's
+    interval lies above 0, the baseline stays even when a candidate's estimate is higher."""
+    from dsflexinet.report.summary import default_choices
+
+    baseline = _holdout_outcomes(tmp_path / "sm4.tsv", [1, 1, 0, 0] * 3)
+    better = _holdout_outcomes(tmp_path / "lr-low.tsv", [1, 1, 1, 0] * 3)
+    lucky = _holdout_outcomes(tmp_path / "lr-high.tsv", [1, 1, 1, 1] + [1, 1, 0, 0] * 2)
+    plan = {
+        "lr": {"precision": "float",
+               "baseline": {"run": "sm4", "clips": str(baseline), "values": {"schedule": {"lr": 3e-3}}},
+               "candidates": {"lr-low": {"clips": str(better), "values": {"schedule": {"lr": 1e-3}}},
+                              "lr-high": {"clips": str(lucky), "values": {"schedule": {"lr": 1e-2}}}}},
+        "qat_lr": {"precision": "int8",
+                   "baseline": {"run": "sm4", "clips": str(baseline), "values": {"qat": {"lr": 1e-4}}},
+                   "candidates": {"qat-high": {"clips": str(lucky), "values": {"qat": {"lr": 3e-4}}}}},
+    }  # fmt: skip
+    choices = default_choices(plan)
+    lr = choices["lr"]
+    assert lr["baseline"] == {"run": "sm4", "values": {"schedule": {"lr": 3e-3}}, "accuracy": 0.5}
+    assert lr["candidates"]["lr-low"]["difference_pp"] == 25.0 and lr["candidates"]["lr-low"]["low_pp"] == 25.0
+    assert lr["candidates"]["lr-high"]["difference_pp"] == pytest.approx(16.67)
+    assert lr["candidates"]["lr-high"]["low_pp"] == 0.0 and not lr["candidates"]["lr-high"]["distinguishable"]
+    assert lr["chosen"] == "lr-low" == lr["highest_on_holdout"]
+    qat = choices["qat_lr"]
+    assert qat["precision"] == "int8" and qat["highest_on_holdout"] == "qat-high" and qat["chosen"] == "sm4"

@@ -38,6 +38,7 @@ def test_default_dag_has_every_step_of_the_paper() -> None:
     assert counts == {
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
         "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
+        "validation_subset": 1,  # the test locations every per-epoch curve reads
         "generate_pretraining_corpus": 1, "pretrain_weights": 2,  # one checkpoint per teacher architecture
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,  # 2 architectures x 2 recipes x 3 seeds
         "train_student": 11, "qat_student": 11, "evaluate_student": 22, "student_complexity": 11,
@@ -59,7 +60,7 @@ def test_jobs_on_the_long_path_start_first() -> None:
     assert all(len(values) == 1 for values in priorities.values()), priorities
     order = [
         ["generate_synthetic_dataset", "synthesise_impulse_responses", "validate_dataset", "cache_waveforms",
-         "split_training_clips", "energy_analysis"],
+         "split_training_clips", "validation_subset", "energy_analysis"],
         ["train_teacher", "dump_teacher_logits", "fuse_teachers"],
         ["train_student"], ["qat_student"], ["evaluate_student"],
         ["student_complexity", "report_table", "report_confusion", "report_claims", "report_metrics"],
@@ -76,6 +77,7 @@ def test_real_data_dag_downloads_everything() -> None:
     assert counts["fetch_micirp"] == 1
     assert counts["fetch_weights"] == 1  # PaSST-S's AudioSet checkpoint, verified, before its six teachers
     assert "generate_synthetic_dataset" not in counts
+    assert "validation_subset" not in counts  # the real run's curves read the whole test split
 
 
 def test_lint_is_clean() -> None:
@@ -185,13 +187,21 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
         "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
         "generate_pretraining_corpus": 1, "pretrain_weights": 2,
-        "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1, "train_student": 11,
-        "evaluate_student_holdout": 11, "ensemble_holdout": 1,  # paired outcomes on the hold-out
+        # 11 student runs and 6 candidate settings, each trained; sm4 and two QAT-only candidates quantized from
+        # sm4's float model and scored in int8 too
+        "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1, "train_student": 11 + 6,
+        "qat_student": 3, "evaluate_student_holdout": 11 + 6 + 3, "ensemble_holdout": 1,
         "report_development": 1, "report_power": 1, "all": 1,
     }  # fmt: skip
     result = snakemake("-n", "--forceall", "--nolock", "-p", "--configfile", "config/development.yaml")
     training = [line for line in result.stdout.splitlines() if " -m dsflexinet" in line and " train " in line]
-    assert len(training) == 23
+    assert len(training) == 12 + 11 + 6
+    qat = [line for line in result.stdout.splitlines() if " -m dsflexinet" in line and " qat " in line]
+    assert len(qat) == 3 and all("--float-model results/development/split100/students/sm4/s1/model.pt" in line
+                                 for line in qat)  # fmt: skip
+    (report,) = [line for line in result.stdout.splitlines() if " report-development " in line]
+    assert "sm4-lambda-constant-0.02/s1/holdout_float_clips.tsv" in report
+    assert "sm4-qat-lr-5e-5/s1/holdout_int8_clips.tsv" in report and "sm4/s1/holdout_int8_clips.tsv" in report
     holdout, teacher_share = "results/development/split100/splits/fusion_holdout.tsv", "teacher_train.tsv"
     assert all(f"--validation-clips {holdout}" in line for line in training)
     assert all(f"--train-clips results/development/split100/splits/{teacher_share}" in line for line in training)
@@ -207,7 +217,12 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
     assert refused.returncode != 0
     assert "the training curves are on the fusion hold-out" in refused.stdout + refused.stderr
     default = snakemake("-n", "--forceall", "--nolock", "-p")
-    assert "--validation-clips" not in default.stdout and default.stdout.count("splits/train.tsv") >= 11
+    # The default run's curves read the fixed test locations, rows of the test cache; nothing of the hold-out.
+    jobs = [line for line in default.stdout.splitlines()
+            if " -m dsflexinet" in line and (" train " in line or " qat " in line)]  # fmt: skip
+    assert len(jobs) == 12 + 11 + 11 and default.stdout.count("splits/train.tsv") >= 11
+    subset = "--validation-clips results/splits/test_validation.tsv --validation-cache results/cache/test.npy"
+    assert all(subset in line for line in jobs) and "fusion_holdout.tsv --" not in " ".join(jobs)
     # The default run fits the fusion on the hold-out locations alone, which no teacher trained on.
     (fuse,) = [line for line in default.stdout.splitlines() if " -m dsflexinet" in line and " fuse " in line]
     assert "--fit holdout --fit-clips results/split100/splits/fusion_holdout.tsv " in fuse

@@ -126,6 +126,13 @@ def _split_training(args: argparse.Namespace) -> None:
     log.info("training clips: %s", counts)
 
 
+def _validation_subset(args: argparse.Namespace) -> None:
+    from dsflexinet.data.splits import write_validation_subset
+
+    log.info("validation subset: %s", write_validation_subset(args.cache_table, args.locations_per_scene, args.seed,
+                                                               args.out))  # fmt: skip
+
+
 def _check_config(args: argparse.Namespace) -> None:
     from dsflexinet.config import load_config
 
@@ -201,6 +208,14 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--out-teacher-train", required=True)
     command.add_argument("--out-holdout", required=True)
     command.set_defaults(handler=_split_training)
+
+    command = commands.add_parser("validation-subset", help="the test locations the per-epoch validation curves"
+                                  " read")  # fmt: skip
+    command.add_argument("--cache-table", type=Path, required=True, help="the test cache's .tsv")
+    command.add_argument("--locations-per-scene", type=int, required=True)
+    command.add_argument("--seed", type=int, default=0, help="which locations")
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_validation_subset)
 
     command = commands.add_parser("cache-waveforms", help="decode one split to a 32 kHz memory-mapped array")
     command.add_argument("--root", type=Path, required=True, help="data set root (holds meta.csv)")
@@ -299,7 +314,11 @@ def _add_training_inputs(command: argparse.ArgumentParser) -> None:
                          help="clip table of the training clips to learn from (default: all of the cache)")  # fmt: skip
     command.add_argument("--test-cache", type=Path, required=True, help="results/cache/test.npy (validation curve)")
     command.add_argument("--validation-clips", type=Path, default=None,
-                         help="clip table of held-out training clips to validate on (default: test split)")  # fmt: skip
+                         help="clip table of the clips to validate on, rows of --validation-cache (default: all"
+                              " of the test split)")  # fmt: skip
+    command.add_argument("--validation-cache", type=Path, default=None,
+                         help="the cache --validation-clips are rows of (default: the training cache: held-out"
+                              " training clips)")  # fmt: skip
     command.add_argument("--impulse-responses", type=Path, default=None, help="DIR set directory (DIR/ADIR)")
     command.add_argument("--energy", type=Path, default=None,
                          help="energy analysis JSON (ADIR threshold 'energy_analysis')")  # fmt: skip
@@ -316,7 +335,7 @@ def _training_data(args: argparse.Namespace) -> TrainingData:
 
     return TrainingData(
         args.train_cache, args.test_cache, args.impulse_responses, args.energy, args.teacher_logits, args.train_clips,
-        args.validation_clips,
+        args.validation_clips, args.validation_cache,
     )  # fmt: skip
 
 
@@ -511,7 +530,7 @@ def _report_development(args: argparse.Namespace) -> None:
     comparison = None
     if args.ensemble_clips:
         comparison = {"fused ensemble": args.ensemble_clips, args.labels_only_run: args.labels_only_clips}
-    write_development_metrics(args.histories, args.fusion, args.holdout_clips, args.out, comparison)
+    write_development_metrics(args.histories, args.fusion, args.holdout_clips, args.out, comparison, args.defaults)
 
 
 def _report_claims(args: argparse.Namespace) -> None:
@@ -631,6 +650,9 @@ def _add_report_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--labels-only-clips", type=Path, help="a student's hold-out outcomes: the one trained on"
                                                                   " labels alone (Table IV's Teacher(w/o))")
     command.add_argument("--labels-only-run", default="labels only", help="that student run's name")
+    command.add_argument("--defaults", type=_json_object,
+                         help="JSON config.development_plan: the candidate settings' and the baseline's hold-out"
+                              " outcomes")  # fmt: skip
     command.add_argument("--out", type=Path, required=True, help="development.json")
     command.set_defaults(handler=_report_development)
 

@@ -68,9 +68,11 @@ def validate_config(config: dict, schema: str | Path) -> None:
     schema = read_config_file(Path(schema))
     _raise_first(jsonschema.Draft202012Validator(schema), config)
     # What a run's keys merged onto students.defaults give must be a complete student, as the defaults are.
+    _check_development(config)
     complete = jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/complete_student"})
-    for run in config["students"]["runs"]:
-        _raise_first(complete, student_settings(config, run), f"students.runs.{run} (merged onto the defaults)")
+    for run in student_runs(config):
+        where = f"students.runs.{run}" if run in config["students"]["runs"] else f"development candidate {run}"
+        _raise_first(complete, student_settings(config, run), f"{where} (merged onto the defaults)")
     _check_gpu_request(config)
     _check_job_specs(config)
     _check_fusion(config)
@@ -148,7 +150,7 @@ def _check_job_specs(config: dict) -> None:
         architecture = config["teachers"]["architectures"][name]
         _check_model(f"teachers.architectures.{name}", architecture["model"], architecture["frontend"])
         _check_pretrained(f"teachers.architectures.{name}", architecture, config)
-    for run in config["students"]["runs"]:
+    for run in student_runs(config):
         settings = student_settings(config, run)
         _check_model(f"students.runs.{run}", settings["model"], settings["frontend"])
         qat = settings["qat"]
@@ -183,6 +185,27 @@ def _check_reports(config: dict) -> None:
     if seed is not None and seed not in student_seeds(config):
         raise PipelineError(f"config: submission.seed {seed} is not one of students.seeds {student_seeds(config)}: "
                             "the submission sends a student the run trains")  # fmt: skip
+
+
+def _check_development(config: dict) -> None:
+    """Candidates are runs of a development run, named apart from `students.runs` and compared with one of them."""
+    development = config.get("development")
+    if not development:
+        return
+    if config["validation"] != "holdout":
+        raise PipelineError("config: development: candidates are compared on the fusion hold-out; they need"
+                            " validation: holdout (config/development.yaml)")  # fmt: skip
+    runs = config["students"]["runs"]
+    if development["baseline"] not in runs:
+        raise PipelineError(f"config: development.baseline names student run {development['baseline']!r}, which"
+                            " students.runs does not define")  # fmt: skip
+    seen: set[str] = set()
+    for setting, candidates in development["candidates"].items():
+        for name in candidates:
+            if name in runs or name in seen:
+                raise PipelineError(f"config: development.candidates.{setting}.{name}: the name of a candidate must"
+                                    " differ from every student run and other candidate")  # fmt: skip
+            seen.add(name)
 
 
 # --- job specs: what one training job needs, resolved from the validated config --------------------------------
@@ -259,17 +282,84 @@ def teacher_spec(config: dict, name: str) -> dict:
     }  # fmt: skip
 
 
-def student_settings(config: dict, run: str) -> dict:
-    """A student run's settings: the run's keys merged onto `students.defaults`."""
-    runs = config["students"]["runs"]
-    if run not in runs:
-        raise PipelineError(f"unknown student run {run!r}; the config defines {', '.join(runs)}")
-    settings = merge(config["students"]["defaults"], runs[run] or {})
-    # A run's label weight that names its kind of schedule is a whole schedule, not values for the default's kind.
-    label_weight = ((runs[run] or {}).get("distillation") or {}).get("label_weight") or {}
+def merge_run_settings(base: dict, changes: dict | None) -> dict:
+    """A run's keys merged onto settings; a label weight that names its kind of schedule is a whole schedule, not
+    values for the base's kind."""
+    settings = merge(base, changes or {})
+    label_weight = ((changes or {}).get("distillation") or {}).get("label_weight") or {}
     if "schedule" in label_weight:
         settings["distillation"]["label_weight"] = copy.deepcopy(label_weight)
     return settings
+
+
+def development_candidates(config: dict) -> dict[str, dict[str, dict]]:
+    """{setting: {candidate run: what it changes from the baseline run}}: the defaults a development run chooses
+    between on the hold-out. Empty in any other run."""
+    if config["validation"] != "holdout":
+        return {}
+    return (config.get("development") or {}).get("candidates", {})
+
+
+def student_runs(config: dict) -> dict[str, dict | None]:
+    """Every student run: `students.runs` and, in a development run, each candidate setting as a run of its own
+    (the baseline run's keys with the candidate's merged on)."""
+    runs = dict(config["students"]["runs"])
+    for candidates in development_candidates(config).values():
+        baseline = runs[config["development"]["baseline"]] or {}
+        runs.update({name: merge_run_settings(baseline, changes) for name, changes in candidates.items()})
+    return runs
+
+
+def qat_only_candidate(config: dict, run: str) -> bool:
+    """Whether a run is a development candidate that changes QAT settings alone: it shares its baseline's float
+    training, so the comparison isolates the QAT setting (and the float model is trained once)."""
+    return any(run in candidates and set(candidates[run]) == {"qat"}
+               for candidates in development_candidates(config).values())  # fmt: skip
+
+
+def float_run(config: dict, run: str) -> str:
+    """The run whose float model a run's QAT starts from: its own, or a QAT-only candidate's baseline's."""
+    return config["development"]["baseline"] if qat_only_candidate(config, run) else run
+
+
+def student_settings(config: dict, run: str) -> dict:
+    """A student run's settings: the run's keys merged onto `students.defaults`."""
+    runs = student_runs(config)
+    if run not in runs:
+        raise PipelineError(f"unknown student run {run!r}; the config defines {', '.join(runs)}")
+    return merge_run_settings(config["students"]["defaults"], runs[run])
+
+
+def _values_at(settings: dict, changes: dict) -> dict:
+    """The values `settings` holds at the keys `changes` names (a whole label-weight schedule where it names
+    one)."""
+    values = {}
+    for key, change in changes.items():
+        whole = key == "label_weight" and "schedule" in change
+        values[key] = _values_at(settings[key], change) if isinstance(change, dict) and not whole else settings[key]
+    return values
+
+
+def development_plan(config: dict, holdout_clips) -> dict:
+    """What a development run's choice of defaults compares: per setting, the baseline run's and each candidate's
+    hold-out outcomes (`holdout_clips(run, precision)`), in float or, for QAT settings, in int8, and the values
+    each holds at the keys the setting changes."""
+    baseline = config["development"]["baseline"] if development_candidates(config) else None
+    plan = {}
+    for setting, candidates in development_candidates(config).items():
+        precision = "int8" if all(qat_only_candidate(config, run) for run in candidates) else "float"
+        changed: dict = {}
+        for changes in candidates.values():
+            changed = merge(changed, changes)
+        plan[setting] = {
+            "precision": precision,
+            "baseline": {"run": baseline, "clips": holdout_clips(baseline, precision),
+                         "values": _values_at(student_settings(config, baseline), changed)},
+            "candidates": {run: {"clips": holdout_clips(run, precision),
+                                 "values": _values_at(student_settings(config, run), changed)}
+                           for run in candidates},
+        }  # fmt: skip
+    return plan
 
 
 def student_seeds(config: dict) -> list[int]:

@@ -3,6 +3,7 @@
     results/
       data/dataset.json                     validation summary of the data set
       cache/{split}.npy, {split}.tsv        32 kHz waveforms of a labelled split and their clip table
+      splits/test_validation.tsv            the test locations every per-epoch validation curve reads
       {subset}/                             everything trained on one training subset: split100 = all of
                                             fold1_train, split5 ... split50 the DCASE'24 subsets
         splits/train.tsv, teacher_train.tsv, fusion_holdout.tsv   the subset's clips (students), the teachers'
@@ -87,6 +88,11 @@ def subset_name(percent: int | str, development: bool = False) -> str:
 def subset_percent(subset: str) -> int:
     """The training subset's size in % of fold1_train, from its name (`development/split25` -> 25)."""
     return int(subset.rpartition("/")[2].removeprefix("split"))
+
+
+# The fixed test locations of the per-epoch validation curves (`validation_locations_per_scene`): rows of the test
+# cache; evaluations, tables and claims read the whole test split.
+VALIDATION_SUBSET = f"{RESULTS}/splits/test_validation.tsv"
 
 
 def _subset_root(subset: str) -> str:
@@ -199,11 +205,9 @@ class StudentFiles:
         """Per-clip outcomes of an evaluation (what intervals resample)."""
         return f"{self.directory}/eval_{precision}_clips.tsv"
 
-    @property
-    def holdout(self) -> tuple[str, str]:
-        """A development run's evaluation of the float model on the fusion hold-out: metrics and per-clip
-        outcomes."""
-        return f"{self.directory}/holdout_float.json", f"{self.directory}/holdout_float_clips.tsv"
+    def holdout(self, precision: str = "float") -> tuple[str, str]:
+        """A development run's evaluation on the fusion hold-out: metrics and per-clip outcomes."""
+        return f"{self.directory}/holdout_{precision}.json", f"{self.directory}/holdout_{precision}_clips.tsv"
 
 
 def student(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> StudentFiles:

@@ -9,10 +9,13 @@ from snakemake.exceptions import WorkflowError
 
 from dsflexinet import layout
 from dsflexinet.config import (
+    development_plan,
     fixed_energy_threshold,
+    float_run,
     needs_energy_analysis,
     pretraining_architecture,
     qat_spec,
+    student_runs,
     student_seeds,
     student_spec,
     teacher_names,
@@ -46,12 +49,16 @@ IR_DIR = f"{DATA_ROOT}/impulse_responses/{DATA['impulse_responses']['source']}"
 CACHE = {split: layout.cache(split) for split in DATA["splits"]}
 PRETRAINING_CORPUS = layout.pretraining_corpus(DATA_ROOT)
 TEACHERS = teacher_names(config)
-STUDENTS = list(config["students"]["runs"])
+STUDENTS = list(student_runs(config))  # in a development run, with its candidate settings
+# The runs with a float training of their own (a QAT-only candidate of a development run shares its baseline's).
+FLOAT_TRAINED = [run for run in STUDENTS if float_run(config, run) == run]
 SEEDS = student_seeds(config)
 REPORTS = config["reports"]
 # A development run (config/development.yaml): students learn from the teachers' share of the training clips and
 # every training job validates on the fusion hold-out, so settings are compared without the test split.
 DEVELOPMENT = config["validation"] == "holdout"
+# Otherwise the curves read a fixed subset of the test locations (None: the whole test split).
+VALIDATION_LOCATIONS = config["validation_locations_per_scene"]
 SUBSET = layout.subset_name(DATA["train_subset"], DEVELOPMENT)
 COMPUTE = config["compute"]
 # Part of a result's identity: settings that change what training computes. Worker processes and threads only
@@ -111,6 +118,8 @@ def training_inputs(spec, subset, train_clips, teachers=None):
     inputs = {"train": CACHE["train"], "test": CACHE["test"], "train_clips": train_clips}
     if DEVELOPMENT:
         inputs["validation_clips"] = layout.splits(subset).fusion_holdout
+    elif VALIDATION_LOCATIONS:
+        inputs |= {"validation_clips": layout.VALIDATION_SUBSET, "validation_cache": CACHE["test"]}
     if spec["augment"]["device_ir"]:
         inputs["impulse_responses"] = IR_DIR
     if needs_energy_analysis(spec):
@@ -148,7 +157,7 @@ def qat_inputs(wildcards):
 
 
 def optional_training_flags(wildcards, input):
-    names = ("train_clips", "validation_clips", "impulse_responses", "energy", "teacher_logits")
+    names = ("train_clips", "validation_clips", "validation_cache", "impulse_responses", "energy", "teacher_logits")
     return " ".join(flag(name.replace("_", "-"), input.get(name)) for name in names)
 
 
@@ -219,7 +228,7 @@ def development_histories():
     """{name: history.csv} of every teacher and of every student run's first seed: what a development run compares."""
     return {
         **{f"teacher {name}": layout.teacher(SUBSET, name).training.history for name in TEACHERS},
-        **{f"student {run}": layout.student(SUBSET, run, SEEDS[0]).training.history for run in STUDENTS},
+        **{f"student {run}": layout.student(SUBSET, run, SEEDS[0]).training.history for run in FLOAT_TRAINED},
     }
 
 
@@ -231,10 +240,16 @@ def power_comparisons():
         a, b = claim["a"], claim["b"]
         if a["run"] != b["run"] and a["precision"] == b["precision"] == "float" and not (a["devices"] or b["devices"]):
             comparisons[claim["claim"]] = {
-                side: {str(SEEDS[0]): layout.student(SUBSET, claim[side]["run"], SEEDS[0]).holdout[1]}
+                side: {str(SEEDS[0]): layout.student(SUBSET, claim[side]["run"], SEEDS[0]).holdout()[1]}
                 for side in ("a", "b")
             }
     return comparisons
+
+
+# The development run's choice of defaults: each candidate setting against the baseline on the hold-out.
+DEFAULTS_PLAN = development_plan(
+    config, lambda run, precision: layout.student(SUBSET, run, SEEDS[0]).holdout(precision)[1]
+)
 
 
 def labels_only_comparison(wildcards, input):
@@ -242,7 +257,7 @@ def labels_only_comparison(wildcards, input):
     run = REPORTS.get("table4", {}).get("Teacher(w/o)")
     if run is None:
         return ""
-    clips = layout.student(SUBSET, run, SEEDS[0]).holdout[1]
+    clips = layout.student(SUBSET, run, SEEDS[0]).holdout()[1]
     return f"--ensemble-clips {shlex.quote(input.ensemble)} --labels-only-clips {shlex.quote(clips)} --labels-only-run {run}"
 
 

@@ -185,6 +185,25 @@ rule cache_waveforms:
         " --workers {threads} --out {output.waves:q} > {log:q} 2>&1"
 
 
+rule validation_subset:
+    input:
+        CACHE["test"].replace(".npy", ".tsv"),
+    output:
+        layout.VALIDATION_SUBSET,
+    params:
+        locations=VALIDATION_LOCATIONS,
+    log:
+        "logs/data/validation_subset.log",
+    priority: PRIORITY["data"]
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet validation-subset --cache-table {input:q} --locations-per-scene {params.locations}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule split_training_clips:
     input:
         cache_table=CACHE["train"].replace(".npy", ".tsv"),

@@ -4,7 +4,9 @@
 rule qat_student:
     input:
         unpack(qat_inputs),
-        float_model=STUDENT.training.model,
+        float_model=lambda wildcards: layout.student(
+            wildcards.subset, float_run(config, wildcards.run), wildcards.seed
+        ).training.model,
     output:
         model=STUDENT.qat.training.model,
         info=STUDENT.qat.info,

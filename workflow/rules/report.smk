@@ -109,12 +109,15 @@ rule report_development:
         fusion=layout.ensemble(SUBSET).report,
         holdout=layout.splits(SUBSET).fusion_holdout,
         ensemble=layout.ensemble_holdout_clips(SUBSET, "fused"),
-        students=[layout.student(SUBSET, run, SEEDS[0]).holdout[1] for run in STUDENTS],
+        students=[layout.student(SUBSET, run, SEEDS[0]).holdout()[1] for run in FLOAT_TRAINED],
+        defaults=[side["clips"] for setting in DEFAULTS_PLAN.values()
+                  for side in (setting["baseline"], *setting["candidates"].values())],
     output:
         layout.DEVELOPMENT,
     params:
         histories=as_ordered_json(development_histories()),
         comparison=labels_only_comparison,
+        defaults=lambda wildcards: flag("defaults", as_ordered_json(DEFAULTS_PLAN)) if DEFAULTS_PLAN else "",
     log:
         "logs/report/development.log",
     benchmark:
@@ -125,7 +128,7 @@ rule report_development:
         ENV
     shell:
         "python -m dsflexinet report-development --histories {params.histories:q} --fusion {input.fusion:q}"
-        " --holdout-clips {input.holdout:q} {params.comparison} --out {output:q} > {log:q} 2>&1"
+        " --holdout-clips {input.holdout:q} {params.comparison} {params.defaults} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_power:

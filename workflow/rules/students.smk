@@ -69,16 +69,18 @@ rule student_complexity:
 
 rule evaluate_student_holdout:
     input:
-        model=STUDENT.training.model,
+        model=lambda wildcards: layout.student(wildcards.subset, wildcards.run, wildcards.seed).model(
+            wildcards.precision
+        ),
         cache=CACHE["train"],
         holdout=layout.splits().fusion_holdout,
     output:
-        metrics=STUDENT.holdout[0],
-        clips=STUDENT.holdout[1],
+        metrics=STUDENT.holdout("{precision}")[0],
+        clips=STUDENT.holdout("{precision}")[1],
     log:
-        "logs/{subset}/students/evaluate_holdout_{run}_s{seed}.log",
+        "logs/{subset}/students/evaluate_holdout_{run}_s{seed}_{precision}.log",
     benchmark:
-        f"{layout.BENCHMARKS}/{{subset}}/evaluate_student_holdout_{{run}}_s{{seed}}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/evaluate_student_holdout_{{run}}_s{{seed}}_{{precision}}.tsv"
     threads: THREADS
     priority: PRIORITY["evaluation"]
     resources:

@@ -10,7 +10,7 @@ corpus is that, in miniature, from the synthetic data set's own sound generator 
   engine hum runs through it, and in which frequency bands its two ambience resonances lie;
 - recording locations and devices of its own: location names `corpus-<k>`, devices `p1`-`p<n>` drawn from the
   reference and phone families (never from the simulated family of S1-S6, so no draw resembles a test device),
-  every random draw under purposes 101-106 of the corpus seed, disjoint from the data set's 1-6.
+  every random draw under purposes 101-106 of the corpus seed, disjoint from the data set's 1-7.
 
 It is written at the pipeline rate (no cache step) as one int16 array [clips, samples] and a clip table with a
 0/1 column per label.

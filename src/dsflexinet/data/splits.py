@@ -7,6 +7,9 @@ The waveform cache holds all of fold1_train once; a job selects rows of it by fi
     teacher_train.tsv    train minus the hold-out: what the teachers learn from
     fusion_holdout.tsv   whole recording locations of train that no teacher sees: where eq. 4 is fitted
 
+and, of the test split, the fixed locations that every per-epoch validation curve reads (the evaluations read
+all of it).
+
 Why whole locations: clips of one location (and its device copies) are strongly correlated, so a clip hold-out
 would still reward teachers that memorised their location. Per scene, `fraction` of its locations is held out,
 but never all of them (the teachers must see every scene), so a scene with a single location keeps it.
@@ -24,18 +27,36 @@ from dsflexinet.data.tau22 import CLIP_COLUMNS, read_table
 from dsflexinet.errors import PipelineError
 
 
+def _draw_locations(clips: pd.DataFrame, count, rng: np.random.Generator) -> list[str]:
+    """Per scene, `count(its number of locations)` of its recording locations (identifiers), drawn by `rng`;
+    sorted."""
+    drawn = []
+    for _, scene in clips.groupby("scene_label", sort=True):
+        locations = sorted(set(scene["identifier"]))
+        drawn += [locations[i] for i in sorted(rng.choice(len(locations), size=count(len(locations)), replace=False))]
+    return sorted(drawn)
+
+
 def holdout_locations(clips: pd.DataFrame, fraction: float, seed: int) -> list[str]:
     """Recording locations (identifiers) to hold out: per scene, round(fraction x its locations), at most all
     but one, drawn with a generator seeded by `seed`; sorted."""
     if not 0 <= fraction < 1:
         raise PipelineError(f"fusion hold-out fraction {fraction} is not in [0, 1)")
     rng = np.random.default_rng([seed, 0x501D])
-    held = []
-    for _, scene in clips.groupby("scene_label", sort=True):
-        locations = sorted(set(scene["identifier"]))
-        count = min(round(fraction * len(locations)), len(locations) - 1)
-        held += [locations[i] for i in sorted(rng.choice(len(locations), size=count, replace=False))]
-    return sorted(held)
+    return _draw_locations(clips, lambda n: min(round(fraction * n), n - 1), rng)
+
+
+def write_validation_subset(cache_table: str | Path, locations_per_scene: int, seed: int, out: str | Path) -> dict:
+    """The test clips every per-epoch validation curve reads: all clips of `locations_per_scene` recording
+    locations per scene (all of a scene's where it has fewer), drawn with a generator seeded by `seed`; rows in
+    cache order. A fixed subset keeps the curves' cost apart from the test split's size."""
+    if locations_per_scene < 1:
+        raise PipelineError(f"validation locations per scene {locations_per_scene} is not at least 1")
+    clips = read_clip_table(cache_table)
+    rng = np.random.default_rng([seed, 0x7A11])
+    chosen = clips[clips["identifier"].isin(_draw_locations(clips, lambda n: min(locations_per_scene, n), rng))]
+    _write(chosen, out)
+    return {"clips": len(chosen), "locations": int(chosen["identifier"].nunique()), "of_clips": len(clips)}
 
 
 def read_clip_table(path: str | Path) -> pd.DataFrame:

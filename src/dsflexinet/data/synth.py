@@ -164,11 +164,11 @@ class SyntheticSpec:
     seed: int = 2022
     sample_rate: int = 44100
     train_locations_per_scene: int = 5
-    test_locations_per_scene: int = 2
+    test_locations_per_scene: int = 8
     clips_per_segment: int = 10  # 1 s clips cut from each recording (TAU22: 10 s segments)
     train_segments_per_scene: int = 10  # device-A recordings
     minor_device_clips_per_scene: int = 8  # training clips per scene of each of B, C, S1-S3
-    test_segments_per_scene: int = 2  # recorded by all nine devices, one location each
+    test_segments_per_scene: int = 8  # recorded by all nine devices, one location each
     difficulty: float = 0.2  # 0: prototypes as written; 1: every scene is the average scene
     location_spread: float = 0.6  # scale of per-location deviations from the prototype
     workers: int = 1
@@ -205,15 +205,17 @@ class Segment:
 
 
 def plan_segments(spec: SyntheticSpec) -> list[Segment]:
-    """Decide every segment, its location and the clips each device records from it."""
-    rng = np.random.default_rng([spec.seed, 1])
+    """Decide every segment, its location and the clips each device records from it: the training split first,
+    then the test split from a stream of its own (purpose 7), numbered after every training location and
+    segment, so that resizing the test split never changes a training clip."""
+    streams = {"train": np.random.default_rng([spec.seed, 1]), "test": np.random.default_rng([spec.seed, 7])}
+    sizes = {"train": (spec.train_locations_per_scene, spec.train_segments_per_scene),
+             "test": (spec.test_locations_per_scene, spec.test_segments_per_scene)}  # fmt: skip
     segments: list[Segment] = []
     location_counter = 0
-    for scene in SCENES:
-        for split, n_locations, n_segments in (
-            ("train", spec.train_locations_per_scene, spec.train_segments_per_scene),
-            ("test", spec.test_locations_per_scene, spec.test_segments_per_scene),
-        ):
+    for split, rng in streams.items():
+        n_locations, n_segments = sizes[split]
+        for scene in SCENES:
             locations = []
             for _ in range(n_locations):
                 locations.append((CITIES[int(rng.integers(len(CITIES)))], location_counter))

@@ -120,13 +120,14 @@ TEACHER_MARGIN_PP = 5.0
 
 def write_development_metrics(
     histories: dict[str, Path], fusion_json: Path, holdout_clips: Path, out: Path,
-    comparison: dict[str, Path] | None = None,
+    comparison: dict[str, Path] | None = None, defaults: dict | None = None,
 ) -> dict:  # fmt: skip
     """development.json of a development run (`validation: holdout`): every training curve's end on the fusion
     hold-out, which no model of the run trained on, and the ensembles' scores there; the hold-out's size, the n
     behind each accuracy. With `comparison` ({fused ensemble: its hold-out outcomes, labels-only student: its
     outcomes}), also the teachers' margin over that student, paired over the hold-out's locations, against
-    TEACHER_MARGIN_PP. `dvc metrics diff` between two development runs compares settings without the test
+    TEACHER_MARGIN_PP. With `defaults` (config.development_plan), the choice of each default setting
+    (`default_choices`). `dvc metrics diff` between two development runs compares settings without the test
     split."""
     from dsflexinet.data.splits import read_clip_table
 
@@ -140,25 +141,62 @@ def write_development_metrics(
     }  # fmt: skip
     if comparison:
         metrics["teachers_over_labels_only"] = teacher_margin(comparison)
+    if defaults:
+        metrics["defaults"] = default_choices(defaults)
     write_json(out, metrics)
     return metrics
 
 
-def teacher_margin(comparison: dict[str, Path]) -> dict:
-    """Accuracy points of the first system over the second on the same hold-out clips, with the paired location
-    bootstrap's 95 % interval (report.stats), and whether the margin reaches TEACHER_MARGIN_PP."""
+def holdout_difference(name_a: str, clips_a: Path, name_b: str, clips_b: Path) -> dict:
+    """Accuracy points of system A over system B on the same hold-out clips (one seed each), with the paired
+    location bootstrap's 95 % interval (report.stats)."""
     from dsflexinet.report.stats import System, paired_difference
 
-    (name_a, path_a), (name_b, path_b) = comparison.items()
-    difference = paired_difference(System.read(name_a, {0: path_a}), System.read(name_b, {0: path_b}))
-    estimate = 100 * difference.estimate
+    difference = paired_difference(System.read(name_a, {0: clips_a}), System.read(name_b, {0: clips_b}))
     return {
         "a": name_a, "b": name_b, "a_accuracy": _rounded(difference.values_a[0]),
-        "b_accuracy": _rounded(difference.values_b[0]), "difference_pp": round(estimate, 2),
+        "b_accuracy": _rounded(difference.values_b[0]), "difference_pp": round(100 * difference.estimate, 2),
         "low_pp": round(100 * difference.low, 2), "high_pp": round(100 * difference.high, 2),
-        "locations": difference.locations, "clips": difference.clips, "target_pp": TEACHER_MARGIN_PP,
-        "reached": bool(estimate >= TEACHER_MARGIN_PP),
+        "locations": difference.locations, "clips": difference.clips,
     }  # fmt: skip
+
+
+def teacher_margin(comparison: dict[str, Path]) -> dict:
+    """The first system's margin over the second on the hold-out, and whether it reaches TEACHER_MARGIN_PP."""
+    (name_a, path_a), (name_b, path_b) = comparison.items()
+    margin = holdout_difference(name_a, path_a, name_b, path_b)
+    return margin | {"target_pp": TEACHER_MARGIN_PP, "reached": bool(margin["difference_pp"] >= TEACHER_MARGIN_PP)}
+
+
+# How a development run chooses a default among candidate settings: a candidate replaces the baseline only where
+# its paired interval over the baseline lies above 0 (the largest such gain wins). Where none does, the setting
+# is not distinguishable on the hold-out and the baseline (the paper's reading) stays: one seed on a few hundred
+# clips cannot tell small gains from noise, and picking the highest point estimate would fit the hold-out's noise.
+CHOICE_RULE = "a candidate replaces the baseline only where its paired 95 % interval over it lies above 0"
+
+
+def default_choices(plan: dict) -> dict:
+    """Per setting of config.development_plan: the baseline's and each candidate's hold-out accuracy, each
+    candidate's paired difference from the baseline, and the setting chosen by CHOICE_RULE."""
+    choices = {}
+    for setting, entry in plan.items():
+        baseline = entry["baseline"]
+        candidates = {}
+        for run, candidate in entry["candidates"].items():
+            difference = holdout_difference(run, Path(candidate["clips"]), baseline["run"], Path(baseline["clips"]))
+            candidates[run] = {"values": candidate["values"], **difference,
+                               "distinguishable": difference["low_pp"] > 0 or difference["high_pp"] < 0}  # fmt: skip
+        better = {run: result for run, result in candidates.items() if result["low_pp"] > 0}
+        chosen = max(better, key=lambda run: better[run]["difference_pp"]) if better else baseline["run"]
+        best = max(candidates, key=lambda run: candidates[run]["difference_pp"])
+        choices[setting] = {
+            "precision": entry["precision"], "rule": CHOICE_RULE,
+            "baseline": {"run": baseline["run"], "values": baseline["values"],
+                         "accuracy": next(iter(candidates.values()))["b_accuracy"]},
+            "candidates": candidates, "chosen": chosen,
+            "highest_on_holdout": best if candidates[best]["difference_pp"] > 0 else baseline["run"],
+        }  # fmt: skip
+    return choices
 
 
 def write_metrics(

@@ -7,8 +7,8 @@ seeds with its spread, `mean ± std (n=seeds)`, and adds the paper's own numbers
 
 Beside the final model's accuracy every table shows the paper's and DCASE's statistics: the class-averaged
 (macro) accuracy and log loss that DCASE ranks by, and, as Table V's caption defines its ACC, the mean
-validation accuracy of the last ten epochs (from history.csv; the validation split is the test split, which
-only measures: no choice is made on it).
+validation accuracy of the last ten epochs (from history.csv: on the test split, or on its fixed subset of
+locations, config `validation_locations_per_scene`; it only measures: no choice is made on it).
 """
 
 from __future__ import annotations

@@ -63,8 +63,9 @@ def _keep_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 class CacheDataModule(pl.LightningDataModule):
     """Training clips (shuffled; all of the training cache, or those a clip table lists) and the clips of the
-    per-epoch validation curve, from waveform caches: the test split, or with `validation_clips` held-out rows of
-    the training cache (the development run, config `validation: holdout`), which must not be trained on."""
+    per-epoch validation curve, from waveform caches: the test split; or with `validation_clips` the rows that
+    table lists of `validation_cache`: by default held-out rows of the training cache (the development run,
+    config `validation: holdout`), which must not be trained on, or a fixed subset of the test cache."""
 
     def __init__(
         self,
@@ -76,10 +77,12 @@ class CacheDataModule(pl.LightningDataModule):
         eval_batch_size: int = 256,
         train_clips: str | Path | None = None,
         validation_clips: str | Path | None = None,
+        validation_cache: str | Path | None = None,
     ):
         super().__init__()
         self.train_cache, self.test_cache = Path(train_cache), Path(test_cache)
         self.teacher_logits, self.train_clips, self.validation_clips = teacher_logits, train_clips, validation_clips
+        self.validation_cache = self.train_cache if validation_cache is None else Path(validation_cache)
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
 
     def setup(self, stage: str | None = None) -> None:
@@ -94,6 +97,11 @@ class CacheDataModule(pl.LightningDataModule):
         self.train_set = ClipBatches(train, teacher, rows)
         if self.validation_clips is None:
             self.validation_set = ClipBatches(WaveformCache.open(self.test_cache))
+            return
+        if self.validation_cache != self.train_cache:
+            cache = WaveformCache.open(self.validation_cache)
+            self.validation_set = ClipBatches(cache, None, cache.rows_of(read_clip_table(self.validation_clips),
+                                                                         self.validation_clips))  # fmt: skip
             return
         held = train.rows_of(read_clip_table(self.validation_clips), self.validation_clips)
         trained = np.intersect1d(held, self.train_set.rows)
@@ -129,7 +137,8 @@ class TrainingData:
     energy: Path | None = None
     teacher_logits: Path | None = None
     train_clips: Path | None = None
-    validation_clips: Path | None = None  # held-out training clips to validate on instead of the test split
+    validation_clips: Path | None = None  # the clips to validate on instead of the whole test split
+    validation_cache: Path | None = None  # the cache they are rows of (None: the training cache's held-out rows)
 
     def energy_threshold(self) -> float | None:
         """The threshold of the energy analysis, if the job was given one."""
@@ -146,4 +155,5 @@ class TrainingData:
         return CacheDataModule(
             self.train_cache, self.test_cache, batch_size, logits, compute.get("num_workers", 0),
             train_clips=self.train_clips, validation_clips=self.validation_clips,
+            validation_cache=self.validation_cache,
         )  # fmt: skip
