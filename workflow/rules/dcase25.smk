@@ -61,11 +61,6 @@ rule device_training_clips:
         "python -m dsflexinet device-clips --clips {input:q} --device {wildcards.device} --out {output:q} > {log:q} 2>&1"
 
 
-def device_training_inputs(wildcards):
-    """What the general student's QAT reads, with the device's clips to learn from."""
-    return qat_inputs(wildcards) | {"train_clips": layout.device_training_clips(wildcards.subset, wildcards.device)}
-
-
 rule finetune_device_student:
     input:
         unpack(device_training_inputs),
@@ -183,11 +178,6 @@ rule dcase25_evaluation:
         " --out-claims-csv {output.claims_csv:q} --out-claims-md {output.claims_md:q} > {log:q} 2>&1"
 
 
-def named_flags(name, paths):
-    """`--name 'key=path'` for every key of a {general | device: path} mapping."""
-    return " ".join(f"--{name} {shlex.quote(f'{key}={path}')}" for key, path in paths.items())
-
-
 DCASE25_MODELS = {"general": GENERAL_STUDENT.model("int8")} | {
     device: files.model("int8") for device, files in SUBMITTED_DEVICE_STUDENTS.items()
 }
@@ -214,6 +204,8 @@ rule build_dcase25_package:
         metadata=DCASE25.metadata,
     params:
         root=lambda wildcards, input: input.get("evaluation_root") or Path(input.audio).parent,
+        module=DCASE25_MODULE,
+        run=DCASE25_RUN,
         files=" ".join(
             named_flags(name, paths)
             for name, paths in (("model", DCASE25_MODELS), ("complexity", DCASE25_COMPLEXITY), ("quantized", DCASE25_QUANTIZED))
@@ -229,6 +221,6 @@ rule build_dcase25_package:
         ENV
     shell:
         "python -m dsflexinet --threads {threads} dcase25-package {params.files} --evaluation-root {params.root:q}"
-        " --accuracy {input.accuracy:q} --module {DCASE25_MODULE} --run {DCASE25_RUN:q} --out-package {output.package:q}"
+        " --accuracy {input.accuracy:q} --module {params.module} --run {params.run:q} --out-package {output.package:q}"
         " --out-csv {output.output:q} --out-complexity {output.complexity:q} --out-metadata {output.metadata:q}"
         " > {log:q} 2>&1"
