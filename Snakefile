@@ -34,6 +34,7 @@ include: "workflow/rules/students.smk"
 include: "workflow/rules/quant.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/dcase.smk"
+include: "workflow/rules/dcase25.smk"
 
 
 # results/run.json: the commit, machine, seeds and wall time of every invocation that finished without error

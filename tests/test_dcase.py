@@ -229,7 +229,7 @@ def test_snakemake_submission_plans_the_student_it_names(tmp_path: Path) -> None
     counts = job_counts("submission")
     assert counts == {
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
-        "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
+        "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1, "validation_subset": 1,
         "generate_pretraining_corpus": 1, "pretrain_weights": 2,
         "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,
         "train_student": 1, "qat_student": 1, "evaluate_student": 1, "student_complexity": 1,
@@ -416,7 +416,7 @@ def test_snakemake_data_efficiency_trains_every_size_at_every_fraction(tmp_path:
     counts = job_counts("data_efficiency", cwd=project)
     assert counts == {
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
-        "cache_waveforms": 2, "split_training_clips": 2, "energy_analysis": 2,
+        "cache_waveforms": 2, "split_training_clips": 2, "energy_analysis": 2, "validation_subset": 1,
         "generate_pretraining_corpus": 1, "pretrain_weights": 2,  # pretrained once, whatever the subset
         "train_teacher": 4, "dump_teacher_logits": 4, "fuse_teachers": 2,  # 2 teachers per subset
         "train_student": 4, "qat_student": 4, "evaluate_student": 8,  # 2 sizes x 2 fractions x 1 seed, float + int8

@@ -685,6 +685,107 @@ def _report_data_efficiency(args: argparse.Namespace) -> None:
     log.info("data efficiency:\n%s", frame.to_string(index=False))
 
 
+def _device_clips(args: argparse.Namespace) -> None:
+    from dsflexinet.data.splits import write_device_clips
+
+    log.info("%s: %d training clips of device %s", args.out, write_device_clips(args.clips, args.device, args.out),
+             args.device)  # fmt: skip
+
+
+def _device_finetune(args: argparse.Namespace) -> None:
+    from dsflexinet.quant.device import device_finetune_job
+
+    compute = args.compute | {"num_workers": args.num_workers}
+    _log_saved(device_finetune_job(args.float_model, args.spec, _training_data(args), _training_files(args), compute))
+
+
+def _named_paths(pairs: list[str]) -> dict[str, Path]:
+    """`name=path` arguments as {name: path}."""
+    named = {}
+    for pair in pairs:
+        name, separator, path = pair.partition("=")
+        if not separator or not name or not path:
+            raise PipelineError(f"expected NAME=PATH, got {pair!r}")
+        named[name] = Path(path)
+    return named
+
+
+def _device_system(args: argparse.Namespace) -> None:
+    from dsflexinet.report.dcase25 import device_specific_outcomes
+
+    clips = device_specific_outcomes(args.general, _named_paths(args.device), args.out)
+    log.info("%s: %d clips, accuracy %.4f", args.out, len(clips), (clips["label"] == clips["prediction"]).mean())
+
+
+def _dcase25_evaluation(args: argparse.Namespace) -> None:
+    from dsflexinet.report.dcase25 import write_evaluation
+
+    plan = args.plan
+    summary = write_evaluation(plan, plan["submitted_seed"], plan["run"], plan["devices"], args.out_accuracy,
+                               args.out_claims_csv, args.out_claims_md)  # fmt: skip
+    log.info("general %.4f, device-specific %.4f; seen devices: %+.2f points (%s)", summary["general"]["accuracy"],
+             summary["device_specific"]["accuracy"], summary["difference_pp"], summary["verdict"])  # fmt: skip
+
+
+def _dcase25_package(args: argparse.Namespace) -> None:
+    from dsflexinet.atomic import write_json
+    from dsflexinet.evaluate.dcase25 import build_package, clip_devices, package_complexity, write_device_output
+    from dsflexinet.evaluate.submission import evaluation_clips
+    from dsflexinet.report.dcase25 import write_metadata
+
+    models, complexity = _named_paths(args.model), _named_paths(args.complexity)
+    record = package_complexity(complexity, models, _named_paths(args.quantized))
+    clips = evaluation_clips(args.evaluation_root)
+    classified = write_device_output(models, clips, clip_devices(args.evaluation_root, clips), args.out_csv)
+    write_json(args.out_complexity, record)
+    write_metadata(args.out_metadata, args.module, args.run, args.accuracy, record)
+    build_package(args.out_package, args.module, models, record)
+    log.info("%s: %d clips classified; package %s with models %s", args.out_csv, classified, args.out_package,
+             ", ".join(models))  # fmt: skip
+
+
+def _add_dcase25_commands(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("device-clips", help="one device's clips of a training clip table (DCASE'25)")
+    command.add_argument("--clips", type=Path, required=True, help="the subset's train.tsv")
+    command.add_argument("--device", required=True)
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_device_clips)
+
+    command = commands.add_parser("device-finetune", help="fine-tune a float student on one device's clips")
+    command.add_argument("--float-model", type=Path, required=True, help="the general student's model.pt")
+    command.add_argument("--spec", type=_json_object, required=True, help="epochs, lr, device")
+    _add_training_inputs(command)
+    command.set_defaults(handler=_device_finetune)
+
+    command = commands.add_parser("device-system", help="per-clip outcomes of the device-specific system")
+    command.add_argument("--general", type=Path, required=True, help="the general model's eval_int8_clips.tsv")
+    command.add_argument("--device", action="append", default=[], help="DEVICE=eval_int8_clips.tsv, repeated")
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_device_system)
+
+    command = commands.add_parser("dcase25-evaluation", help="test accuracy of both systems and the per-device claim")
+    command.add_argument("--plan", type=_json_object, required=True,
+                         help="JSON {run, devices, submitted_seed, claims} (report.dcase25.claims_plan)")  # fmt: skip
+    command.add_argument("--out-accuracy", type=Path, required=True, help="test_accuracy.json")
+    command.add_argument("--out-claims-csv", type=Path, required=True)
+    command.add_argument("--out-claims-md", type=Path, required=True)
+    command.set_defaults(handler=_dcase25_evaluation)
+
+    command = commands.add_parser("dcase25-package", help="the installable DCASE'25 package and its files")
+    for name, text in (("model", "exported int8 model"), ("complexity", "complexity.json"),
+                       ("quantized", "qat/quantized.json")):  # fmt: skip
+        command.add_argument(f"--{name}", action="append", required=True, help=f"general|DEVICE={text}, repeated")
+    command.add_argument("--evaluation-root", type=Path, required=True, help="as for the submission command")
+    command.add_argument("--accuracy", type=Path, required=True, help="test_accuracy.json (dcase25-evaluation)")
+    command.add_argument("--module", required=True, help="<label>_task1_<n>")
+    command.add_argument("--run", required=True, help="the student run's name")
+    command.add_argument("--out-package", type=Path, required=True, help="the package folder")
+    command.add_argument("--out-csv", type=Path, required=True, help="output.csv")
+    command.add_argument("--out-complexity", type=Path, required=True, help="every model's complexity, as JSON")
+    command.add_argument("--out-metadata", type=Path, required=True, help="the metadata YAML")
+    command.set_defaults(handler=_dcase25_package)
+
+
 def _add_dcase_commands(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("submission", help="the DCASE output.csv and info.json of an exported student")
     command.add_argument("--model", type=Path, required=True, help="the exported int8 model (qat/model_int8.pt)")
@@ -726,6 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_commands(commands)
     _add_report_commands(commands)
     _add_dcase_commands(commands)
+    _add_dcase25_commands(commands)
     return parser
 
 

@@ -417,3 +417,18 @@ def resolve_job_spec(spec: dict, energy_threshold: float | None) -> dict:
 def qat_spec(config: dict, run: str) -> dict:
     """QAT fine-tuning settings of a student run, apart from its training spec: changing them reruns QAT only."""
     return student_settings(config, run)["qat"]
+
+
+# --- DCASE 2025 Task 1 ------------------------------------------------------------------------------------------
+
+DCASE25_TRAIN_PERCENT = 25  # DCASE'25 allows the 25 % subset only: the package is built from split25 in any run
+
+
+def dcase25_module(config: dict) -> str:
+    """The package's module name, `<label>_task1_<index>`, as the task names submissions."""
+    return f"{config['dcase25']['label']}_task1_{config['dcase25']['index']}"
+
+
+def device_finetune_spec(config: dict, device: str) -> dict:
+    """What one device's fine-tuning job runs: the schedule of `dcase25.finetune` on `device`'s clips."""
+    return {**config["dcase25"]["finetune"], "device": device}

@@ -16,6 +16,13 @@
         submission/{run}/s{seed}/           output.csv and info.json for the DCASE challenge (DCASE'24: one per
                                             subset); incomplete/ holds those of a try with unreadable clips;
                                             clips.tsv lists the evaluation clips' sizes and checksums
+        splits/devices/train_{device}.tsv   one device's training clips (DCASE'25 device fine-tuning)
+        device_students/{run}/s{seed}/{device}/   a student fine-tuned on one device's clips: the files of
+                                            students/ (model.pt, complexity.json, eval_int8*, qat/)
+        dcase25/{run}/s{seed}/              the DCASE'25 submission: package/ (installable), output.csv,
+                                            complexity.json, test_accuracy.json, <module>.meta.yaml, and the
+                                            device-specific system's per-clip outcomes
+        dcase25/{run}/claims.{csv,md}       device-specific > general on the seen devices, over the seeds
       tables/, figures/, plots/, metrics.json   the reports of the configured subset; data_efficiency.* spans subsets
       development/{subset}/, development/development.json, development/power.{md,csv}   a development run
                                             (config/development.yaml): the same tree for its subset, apart from
@@ -210,8 +217,7 @@ class StudentFiles:
         return f"{self.directory}/holdout_{precision}.json", f"{self.directory}/holdout_{precision}_clips.tsv"
 
 
-def student(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> StudentFiles:
-    directory = f"{_subset_root(subset)}/students/{run}/s{seed}"
+def _student_files(directory: str) -> StudentFiles:
     qat_directory = f"{directory}/qat"
     return StudentFiles(
         TrainingFiles.under(directory),
@@ -219,6 +225,23 @@ def student(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{se
         QatFiles(TrainingFiles.under(qat_directory, "model_int8.pt"), f"{qat_directory}/quantized.json"),
         directory,
     )
+
+
+def student(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}") -> StudentFiles:
+    return _student_files(f"{_subset_root(subset)}/students/{run}/s{seed}")
+
+
+def device_training_clips(subset: str = "{subset}", device: str = "{device}") -> str:
+    """The training clips of one device (DCASE'25): what its fine-tuned copy of a student learns from."""
+    return f"{_subset_root(subset)}/splits/devices/train_{device}.tsv"
+
+
+def device_student(
+    subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}", device: str = "{device}"
+) -> StudentFiles:
+    """A student fine-tuned on one device's clips (DCASE'25), laid out as a student; outside students/ so that
+    no `{run}` of a student can match it."""
+    return _student_files(f"{_subset_root(subset)}/device_students/{run}/s{seed}/{device}")
 
 
 def table(name: str = "{table}", extension: str = "md") -> str:
@@ -267,3 +290,29 @@ def incomplete_submission(subset: str = "{subset}", run: str = "{run}", seed: in
     which a failed job leaves absent (so nothing looks complete and the next run tries again)."""
     root = f"{_submission_root(subset, run, seed)}/incomplete"
     return SubmissionFiles(f"{root}/output.csv", f"{root}/info.json")
+
+
+@dataclass(frozen=True)
+class Dcase25Files:
+    """The DCASE'25 submission of one seed of a student run: the installable package (a folder), the files the
+    task asks for beside it, and the device-specific system's per-clip outcomes on the test split."""
+
+    package: str
+    output: str
+    complexity: str
+    accuracy: str
+    metadata: str
+    device_specific_clips: str
+
+
+def dcase25(subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}", module: str = "{module}"
+            ) -> Dcase25Files:  # fmt: skip
+    root = f"{_subset_root(subset)}/dcase25/{run}/s{seed}"
+    return Dcase25Files(f"{root}/package", f"{root}/output.csv", f"{root}/complexity.json",
+                        f"{root}/test_accuracy.json", f"{root}/{module}.meta.yaml",
+                        f"{root}/device_specific_int8_clips.tsv")  # fmt: skip
+
+
+def dcase25_claims(subset: str = "{subset}", run: str = "{run}", extension: str = "md") -> str:
+    """Device-specific > general on the seen devices, paired over every seed's test clips."""
+    return f"{_subset_root(subset)}/dcase25/{run}/claims.{extension}"

@@ -275,3 +275,14 @@ def final_targets():
         layout.table("claims"),
         layout.figure("claims"),
     ]
+
+
+# DCASE'25 (dcase25.smk)
+def device_training_inputs(wildcards):
+    """What the general student's QAT reads, with the device's clips to learn from."""
+    return qat_inputs(wildcards) | {"train_clips": layout.device_training_clips(wildcards.subset, wildcards.device)}
+
+
+def named_flags(name, paths):
+    """`--name 'key=path'` for every key of a {general | device: path} mapping."""
+    return " ".join(f"--{name} {shlex.quote(f'{key}={path}')}" for key, path in paths.items())

@@ -91,3 +91,15 @@ def write_training_split(
     for table, path in ((subset, train), (subset[~held], teacher_train), (subset[held], fusion_holdout)):
         _write(table, path)
     return {"train": len(subset), "teacher_train": int((~held).sum()), "fusion_holdout": int(held.sum())}
+
+
+def write_device_clips(train: str | Path, device: str, out: str | Path) -> int:
+    """The rows of a training clip table recorded by `device` (DCASE'25 device fine-tuning); a device with no
+    clips there fails naming the table, rather than fine-tuning on nothing."""
+    clips = read_clip_table(train)
+    chosen = clips[clips["device"] == device]
+    if chosen.empty:
+        present = ", ".join(sorted(set(clips["device"])))
+        raise PipelineError(f"{train}: no training clip of device {device!r} (devices present: {present})")
+    _write(chosen, out)
+    return len(chosen)

@@ -124,17 +124,12 @@ def write_manifest(root: str | Path, out: str | Path) -> pd.DataFrame:
     return table
 
 
-def write_submission(
-    classifier: LoadedClassifier, clips: list[tuple[str, Path]], out: SubmissionFiles, info: dict
-) -> dict:
-    """Write `output.csv` and `info.json` (the caller's `info` plus the counts) atomically; return the latter.
-
-    `classifier` maps waveforms at the rate it records to logits (N, len(SCENES)); `clips` comes from
-    `evaluation_clips`.
-    """
+def write_output_csv(clips: list[tuple[str, Path]], results: list[np.ndarray | None], out: str | Path
+                     ) -> tuple[list[str], list[str]]:  # fmt: skip
+    """Write output.csv atomically from each clip's class probabilities (None: it could not be classified);
+    return the names of the clips classified and of those left out."""
     names, rows, unreadable = [], [], []
-    results = file_probabilities(classifier, [path for _, path in clips])
-    for (name, _), (_, probabilities) in zip(clips, results, strict=True):
+    for (name, _), probabilities in zip(clips, results, strict=True):
         if probabilities is None:
             unreadable.append(name)
         else:
@@ -143,8 +138,21 @@ def write_submission(
     probabilities = np.stack(rows) if rows else np.zeros((0, len(SCENES)), dtype=np.float32)
     table = pd.DataFrame({"filename": names, "scene_label": [SCENES[i] for i in probabilities.argmax(axis=1)]})
     table[list(SCENES)] = probabilities
-    with atomic_path(out.output) as tmp:
+    with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+    return names, unreadable
+
+
+def write_submission(
+    classifier: LoadedClassifier, clips: list[tuple[str, Path]], out: SubmissionFiles, info: dict
+) -> dict:
+    """Write `output.csv` and `info.json` (the caller's `info` plus the counts) atomically; return the latter.
+
+    `classifier` maps waveforms at the rate it records to logits (N, len(SCENES)); `clips` comes from
+    `evaluation_clips`.
+    """
+    results = [probabilities for _, probabilities in file_probabilities(classifier, [path for _, path in clips])]
+    names, unreadable = write_output_csv(clips, results, out.output)
     summary = info | {"clips": len(clips), "classified": len(names), "complete": not unreadable,
                       "unreadable": unreadable}  # fmt: skip
     write_json(out.info, summary)
@@ -161,7 +169,7 @@ def _fields(record: Mapping, keys: Iterable[str], path: str | Path, hint: str) -
     return record
 
 
-def _complexity_row(path: str | Path) -> Mapping:
+def complexity_row(path: str | Path) -> Mapping:
     """The one row the student's complexity job wrote, with the limits it checked."""
     rows = read_json(path)
     if not isinstance(rows, list) or len(rows) != 1 or not isinstance(rows[0], dict):
@@ -173,6 +181,19 @@ def _complexity_row(path: str | Path) -> Mapping:
     return row
 
 
+def exported_model_record(model: str | Path, quantized: str | Path) -> Mapping:
+    """QAT's record of an exported int8 model (engine, file size), refused unless `model` is the file it
+    describes (the same size)."""
+    engine = _fields(read_json(quantized), ("backend", "file_bytes"), quantized, "QAT writes it")
+    if not Path(model).is_file():
+        raise PipelineError(f"{model}: model file not found")
+    size = Path(model).stat().st_size
+    if size != engine["file_bytes"]:
+        raise PipelineError(f"{model}: {size:,} bytes, but {quantized} records {engine['file_bytes']:,}: not the model "
+                            "that QAT exported")  # fmt: skip
+    return engine
+
+
 def submit_student(
     model: str | Path, evaluation_root: str | Path, complexity: str | Path, quantized: str | Path,
     evaluation: str | Path, run: str, out: SubmissionFiles, incomplete: SubmissionFiles,
@@ -180,16 +201,13 @@ def submit_student(
     """Classify every clip of `evaluation_root` with the exported `model` of student `run`; write `out` and return
     info.json's content. `complexity`, `quantized` and `evaluation` are the student's complexity.json,
     quantized.json and eval_int8.json: info.json reports them beside the counts of `write_submission`."""
-    row = _complexity_row(complexity)
-    engine = _fields(read_json(quantized), ("backend", "file_bytes"), quantized, "QAT writes it")
+    row = complexity_row(complexity)
+    engine = exported_model_record(model, quantized)
     metrics = _fields(read_json(evaluation), ("accuracy", "class_averaged_accuracy", "clips", "devices"), evaluation,
                       "evaluate writes it")  # fmt: skip
     clips = evaluation_clips(evaluation_root)
     classifier = load_classifier(model)
-    size = Path(model).stat().st_size
-    if size != engine["file_bytes"]:
-        raise PipelineError(f"{model}: {size:,} bytes, but {quantized} records {engine['file_bytes']:,}: not the model "
-                            "that QAT exported")  # fmt: skip
+    size = engine["file_bytes"]
     limits = row["limits"]
     info = {
         "run": run,
