@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 # The real MicIRP responses and TAU clips live beside the checkout (../shared); tests that need them skip
@@ -20,6 +21,15 @@ def _shared_data(name: str, what: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{what} not found at {path}")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """The CLI, run in-process, sets torch's thread count for good; a float result that a later test pins
+    would then depend on which tests ran before it (reductions split differently)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -184,7 +184,7 @@ def test_int8_decisions_match_after_training(norm: str) -> None:
     generator = torch.Generator().manual_seed(1)
     model = build_model("dsflexinet_sm2", norm=norm).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    for _ in range(40):
+    for _ in range(100):  # long enough for every norm to learn: near-tie decisions would flip on rounding
         x, y = _toy(32, generator)
         loss = nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad()
@@ -200,8 +200,8 @@ def test_int8_decisions_match_after_training(norm: str) -> None:
     int8_accuracy = (int8_logits.argmax(1) == y).float().mean().item()
     print(f"\nsm2 {norm:<16} accuracy fake-quant {fake_accuracy:.2f} int8 {int8_accuracy:.2f} "
           f"agreement {agreement:.2f} max |dlogit| {(fake_logits - int8_logits).abs().max():.3f}")  # fmt: skip
-    assert fake_accuracy > 0.3  # it learnt something (chance: 0.1)
-    assert agreement >= 0.8
+    assert fake_accuracy > 0.8  # it learnt the toy task (chance: 0.1)
+    assert agreement >= 0.95
     assert abs(fake_accuracy - int8_accuracy) <= 0.05
 
 
