@@ -33,6 +33,16 @@ def job_counts(*args: str, cwd: Path = REPO) -> dict[str, int]:
     return counts
 
 
+# Every job one float student and its int8 model need from the raw data: the teachers, their fusion and the student.
+ONE_STUDENT_JOBS = {
+    "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
+    "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1, "validation_subset": 1,
+    "generate_pretraining_corpus": 1, "pretrain_weights": 2,
+    "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1,
+    "train_student": 1, "qat_student": 1, "evaluate_student": 1, "student_complexity": 1,
+}  # fmt: skip
+
+
 def test_default_dag_has_every_step_of_the_paper() -> None:
     counts = job_counts()
     assert counts == {
