@@ -286,3 +286,99 @@ def test_two_folds_keep_every_scene_on_both_sides() -> None:
         "label": [4, 4, 4, 1, 1, 9, 9],
     })  # fmt: skip
     assert two_folds(clips).tolist() == [True, True, False, True, False, True, False]
+
+
+def _cross_fit_case(tmp_path: Path) -> dict:
+    """Student clips of three scenes (4, 3 and 2 recording locations, 3 clips each), two training clips that are
+    not student clips (a hold-out location) and four test clips; the fold tables of the student clips."""
+    from dsflexinet.distill.crossfit import write_fold_tables
+
+    scenes = {"park": 4, "bus": 3, "tram": 2}
+    students = [(f"audio/{scene}-lyon-{scene}{k}-{k}-{clip}-a.wav", scene, label, f"lyon-{scene}{k}")
+                for label, (scene, locations) in enumerate(scenes.items())
+                for k in range(locations) for clip in range(3)]  # fmt: skip
+    table = _clip_table(tmp_path, "students.tsv", students)
+    folds = {fold: tmp_path / f"teacher_train_fold{fold}.tsv" for fold in (1, 2)}
+    counts = write_fold_tables(table, folds)
+    others = ["audio/park-lyon-held-0-0-a.wav", "audio/park-lyon-held-0-1-a.wav"]
+    tests = [f"audio/bus-paris-t{i}-0-0-a.wav" for i in range(4)]
+    return {"students": table, "folds": folds, "counts": counts,
+            "names": [row[0] for row in students] + others + tests}  # fmt: skip
+
+
+def test_cross_fit_folds_split_the_student_clips_by_location_with_every_scene(tmp_path: Path) -> None:
+    """Each fold's teachers learn from the student clips outside it: the two tables are disjoint by recording
+    location, together exactly the student clips, and each holds every scene."""
+    case = _cross_fit_case(tmp_path)
+    students = read_clip_table(case["students"])
+    first, second = (read_clip_table(case["folds"][fold]) for fold in (1, 2))
+    assert set(first["identifier"]).isdisjoint(second["identifier"])
+    assert sorted(first["filename"].tolist() + second["filename"].tolist()) == sorted(students["filename"])
+    assert set(first["scene_label"]) == set(second["scene_label"]) == {"park", "bus", "tram"}
+    # Fold 1 is what fold 1's teachers do not see: the clips of the other table.
+    assert case["counts"] == {"fold1": len(second), "fold2": len(first), "shared_locations": 0}
+    assert len(first) + len(second) == 27 and abs(len(first) - len(second)) <= 6
+
+
+def test_cross_fit_logits_take_each_student_clip_from_the_teacher_that_did_not_see_it(tmp_path: Path) -> None:
+    from dsflexinet.cli import main
+    from dsflexinet.distill.crossfit import assemble_cross_fit_logits
+
+    case = _cross_fit_case(tmp_path)
+    names = case["names"]
+    rng = np.random.default_rng(0)
+    sources = {"full": tmp_path / "full.npz", 1: tmp_path / "fold1.npz", 2: tmp_path / "fold2.npz"}
+    values = {}
+    for key, path in sources.items():  # as dump-logits writes them: every train and test clip, in its own order
+        order = rng.permutation(len(names)) if key != "full" else np.arange(len(names))
+        values[key] = rng.normal(0, 1, (len(names), 10)).astype(np.float32)
+        save_logits(path, np.asarray(names)[order], values[key][order])
+    out = tmp_path / "cross_fit.npz"
+    counts = assemble_cross_fit_logits(sources["full"], {1: sources[1], 2: sources[2]}, case["folds"],
+                                       case["students"], out)  # fmt: skip
+    written_names, written = load_logits(out)
+    assert written_names.tolist() == names and written.dtype == np.float32 and written.shape == (len(names), 10)
+    trained_on = {fold: set(read_clip_table(path)["filename"]) for fold, path in case["folds"].items()}
+    students = set(read_clip_table(case["students"])["filename"])
+    for row, name in enumerate(names):
+        if name in students:
+            (fold,) = [fold for fold in (1, 2) if name not in trained_on[fold]]
+            assert np.array_equal(written[row], values[fold][row]), name
+        else:  # the test split and training clips that are not student clips: the full teacher's
+            assert np.array_equal(written[row], values["full"][row]), name
+    assert counts == {"full": 6, "fold1": case["counts"]["fold1"], "fold2": case["counts"]["fold2"]}
+    # A student clip the teacher logits (the train cache) do not hold: one line naming the table.
+    unknown = _clip_table(tmp_path, "unknown.tsv", [("audio/park-lyon-x-0-0-a.wav", "park", 0, "lyon-x")])
+    with pytest.raises(PipelineError, match=rf"^{unknown}: 1 clip\(s\) not in the teacher logits .*full.npz") as error:
+        assemble_cross_fit_logits(sources["full"], {1: sources[1], 2: sources[2]}, case["folds"], unknown, out)
+    assert "\n" not in str(error.value)
+    # The command line: one FOLD=PATH per fold, or a one-line error.
+    folds = [f"--fold-logits={fold}={sources[fold]}" for fold in (1, 2)]
+    clips = [f"--fold-clips={fold}={case['folds'][fold]}" for fold in (1, 2)]
+    command = ["cross-fit-logits", "--full", str(sources["full"]), "--student-clips", str(case["students"]),
+               "--out", str(tmp_path / "cli.npz")]  # fmt: skip
+    assert main([*command, *folds, *clips]) == 0
+    assert np.array_equal(load_logits(tmp_path / "cli.npz")[1], written)
+    assert main([*command, folds[0], folds[0], *clips]) == 1
+
+
+def test_cross_fitted_fusion_report_claims_no_clip_was_seen(tmp_path: Path) -> None:
+    """With cross-fitted logits no student clip's target comes from a teacher that trained on it: the report says
+    so, and its sharpness is over every student clip."""
+    from dsflexinet.distill.fusion import fuse_teachers
+    from dsflexinet.layout import EnsembleFiles
+
+    case = _memoriser_case(tmp_path, n_seen=100, n_held=50, n_test=20)
+    reports = {}
+    for cross_fitted in (False, True):
+        out = EnsembleFiles(*(str(tmp_path / f"{cross_fitted}-{name}") for name in ("f.npz", "a.npz", "f.json")))
+        reports[cross_fitted] = fuse_teachers(case["teachers"], case["train"], case["test"], "in_sample", case["seen"],
+                                              case["students"], case["held"], out, steps=20,
+                                              targets_cross_fitted=cross_fitted)  # fmt: skip
+    assert reports[False]["targets"] == "full_teachers" and reports[True]["targets"] == "cross_fitted"
+    for name in ("fused", "average"):
+        plain, crossed = reports[False]["student_train"][name], reports[True]["student_train"][name]
+        assert plain["teachers_saw"]["clips"] == 100 and plain["teachers_did_not_see"]["clips"] == 50
+        assert crossed["teachers_saw"] == {"clips": 0}
+        overall = {key: value for key, value in crossed.items() if not key.startswith("teachers_")}
+        assert crossed["teachers_did_not_see"] == overall and overall["clips"] == 150

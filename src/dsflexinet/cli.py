@@ -381,10 +381,35 @@ def _fuse(args: argparse.Namespace) -> None:
     out = EnsembleFiles(args.out_fused, args.out_average, args.out_report)
     report = fuse_teachers(
         teachers, args.train_cache, args.test_cache, args.fit, args.fit_clips, args.student_clips, args.holdout_clips,
-        out, steps=args.steps,
+        out, steps=args.steps, targets_cross_fitted=args.cross_fitted,
     )  # fmt: skip
     accuracy = {name: round(result["accuracy"], 4) for name, result in report["test"].items()}
     log.info("test accuracy: %s", accuracy)
+
+
+def _fold_numbers(pairs: list[str]) -> dict[int, Path]:
+    """`FOLD=PATH` arguments of the cross-fit commands as {fold: path}, folds 1 and 2 each once."""
+    from dsflexinet.layout import CROSS_FIT_FOLDS
+
+    named = _named_paths(pairs)
+    if sorted(named) != [str(fold) for fold in CROSS_FIT_FOLDS] or len(named) != len(pairs):
+        raise PipelineError(f"expected one FOLD=PATH for each fold {CROSS_FIT_FOLDS}, got {', '.join(pairs)}")
+    return {int(fold): path for fold, path in named.items()}
+
+
+def _cross_fit_folds(args: argparse.Namespace) -> None:
+    from dsflexinet.distill.crossfit import write_fold_tables
+
+    counts = write_fold_tables(args.student_clips, _fold_numbers(args.out))
+    log.info("cross-fit folds of %s: %s", args.student_clips, counts)
+
+
+def _cross_fit_logits(args: argparse.Namespace) -> None:
+    from dsflexinet.distill.crossfit import assemble_cross_fit_logits
+
+    counts = assemble_cross_fit_logits(args.full, _fold_numbers(args.fold_logits), _fold_numbers(args.fold_clips),
+                                       args.student_clips, args.out)  # fmt: skip
+    log.info("cross-fitted logits in %s, rows by source: %s", args.out, counts)
 
 
 def _ensemble_holdout(args: argparse.Namespace) -> None:
@@ -461,7 +486,25 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--out-fused", required=True)
     command.add_argument("--out-average", required=True)
     command.add_argument("--out-report", required=True, help="fusion.json")
+    command.add_argument("--cross-fitted", action="store_true",
+                         help="the logits are cross-fitted (cross-fit-logits): no student clip's was seen")
     command.set_defaults(handler=_fuse)
+
+    command = commands.add_parser("cross-fit-folds", help="the clip tables of the teachers trained without fold 1, 2")
+    command.add_argument("--student-clips", type=Path, required=True, help="clip table the students learn from")
+    command.add_argument("--out", action="append", required=True, metavar="FOLD=PATH",
+                         help="the student clips outside fold FOLD (1, 2): what its teachers learn from")
+    command.set_defaults(handler=_cross_fit_folds)
+
+    command = commands.add_parser("cross-fit-logits", help="a teacher's logits, each student clip's out of fold")
+    command.add_argument("--full", type=Path, required=True, help="the teacher's logits.npz (trained on all)")
+    command.add_argument("--fold-logits", action="append", required=True, metavar="FOLD=PATH",
+                         help="logits.npz of the teacher trained without fold FOLD")
+    command.add_argument("--fold-clips", action="append", required=True, metavar="FOLD=PATH",
+                         help="the clip table that teacher trained on (cross-fit-folds)")
+    command.add_argument("--student-clips", type=Path, required=True, help="clip table the students learn from")
+    command.add_argument("--out", type=Path, required=True)
+    command.set_defaults(handler=_cross_fit_logits)
 
     command = commands.add_parser("ensemble-holdout", help="the ensembles' per-clip outcomes on the fusion hold-out")
     command.add_argument("logits", nargs="+", type=Path, help="<teacher>/logits.npz files, as given to fuse")

@@ -11,6 +11,10 @@
         energy/energy.json, fig2_energy_histogram.png  E(x) statistics of the training clips, ADIR's threshold
         teachers/{teacher}/                 model.pt, history.csv, logits.npz (+ checkpoints/ while training)
         ensemble/                           fused.npz, average.npz, fusion.json
+        cross_fit/                          cross-fitted targets (students with `teachers: *_cross_fit` only):
+                                            splits/teacher_train_fold{fold}.tsv, fold{fold}/teachers/{teacher}/
+                                            (the teachers trained without fold 1 or 2), teachers/{teacher}/logits.npz
+                                            (each student clip's row out of fold), ensemble/ (their fusion)
         students/{run}/s{seed}/             model.pt, history.csv, complexity.json, eval_{precision}.json,
                                             eval_{precision}_clips.tsv, qat/{model_int8.pt, quantized.json, history.csv}
         submission/{run}/s{seed}/           output.csv and info.json for the DCASE challenge (DCASE'24: one per
@@ -177,6 +181,52 @@ class EnsembleFiles:
 def ensemble(subset: str = "{subset}") -> EnsembleFiles:
     root = f"{_subset_root(subset)}/ensemble"
     return EnsembleFiles(f"{root}/fused.npz", f"{root}/average.npz", f"{root}/fusion.json")
+
+
+# A student run's `teachers` that names cross-fitted targets (`fused_cross_fit`, `average_cross_fit`).
+CROSS_FIT_SUFFIX = "_cross_fit"
+CROSS_FIT_FOLDS = (1, 2)  # the `{fold}` wildcard
+
+
+@dataclass(frozen=True)
+class CrossFitFiles:
+    """Cross-fitted teacher targets (distill.crossfit): every student clip's logits from teachers that did not
+    train on it. The student clips are split into two folds by recording location; for each fold the 12
+    teachers are trained again without it."""
+
+    directory: str
+
+    def teacher_train(self, fold: int | str = "{fold}") -> str:
+        """The clips fold `fold`'s teachers learn from: the student clips outside that fold."""
+        return f"{self.directory}/splits/teacher_train_fold{fold}.tsv"
+
+    def fold_teacher(self, fold: int | str = "{fold}", name: str = "{teacher}") -> TeacherFiles:
+        """A teacher trained without fold `fold`'s clips: the layout of `teacher`."""
+        directory = f"{self.directory}/fold{fold}/teachers/{name}"
+        return TeacherFiles(TrainingFiles.under(directory), f"{directory}/logits.npz")
+
+    def logits(self, name: str = "{teacher}") -> str:
+        """A teacher's cross-fitted logits, in the format of `teacher().logits` (the fusion names a teacher by
+        its file's folder)."""
+        return f"{self.directory}/teachers/{name}/logits.npz"
+
+    @property
+    def ensemble(self) -> EnsembleFiles:
+        """The fusion of the cross-fitted logits: fused.npz, average.npz, fusion.json."""
+        root = f"{self.directory}/ensemble"
+        return EnsembleFiles(f"{root}/fused.npz", f"{root}/average.npz", f"{root}/fusion.json")
+
+
+def cross_fit(subset: str = "{subset}") -> CrossFitFiles:
+    return CrossFitFiles(f"{_subset_root(subset)}/cross_fit")
+
+
+def distillation_targets(subset: str, teachers: str) -> str:
+    """The soft targets of a student run's `teachers`: the ensemble's `fused` or `average`, or, with the
+    `_cross_fit` suffix, those of the cross-fitted logits."""
+    if teachers.endswith(CROSS_FIT_SUFFIX):
+        return cross_fit(subset).ensemble.logits(teachers.removesuffix(CROSS_FIT_SUFFIX))
+    return ensemble(subset).logits(teachers)
 
 
 def ensemble_holdout_clips(subset: str = "{subset}", kind: str = "{kind}") -> str:

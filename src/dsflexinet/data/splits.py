@@ -55,7 +55,7 @@ def write_validation_subset(cache_table: str | Path, locations_per_scene: int, s
     clips = read_clip_table(cache_table)
     rng = np.random.default_rng([seed, 0x7A11])
     chosen = clips[clips["identifier"].isin(_draw_locations(clips, lambda n: min(locations_per_scene, n), rng))]
-    _write(chosen, out)
+    write_clip_table(chosen, out)
     return {"clips": len(chosen), "locations": int(chosen["identifier"].nunique()), "of_clips": len(clips)}
 
 
@@ -64,7 +64,8 @@ def read_clip_table(path: str | Path) -> pd.DataFrame:
     return read_table(Path(path), CLIP_COLUMNS).astype({"label": "int64"})
 
 
-def _write(table: pd.DataFrame, path: str | Path) -> None:
+def write_clip_table(table: pd.DataFrame, path: str | Path) -> None:
+    """A clip table (the cache's columns), tab-separated, written atomically."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
 
@@ -89,7 +90,7 @@ def write_training_split(
             " use teachers.fusion.fit: in_sample with holdout_fraction: 0"
         )
     for table, path in ((subset, train), (subset[~held], teacher_train), (subset[held], fusion_holdout)):
-        _write(table, path)
+        write_clip_table(table, path)
     return {"train": len(subset), "teacher_train": int((~held).sum()), "fusion_holdout": int(held.sum())}
 
 
@@ -101,5 +102,5 @@ def write_device_clips(train: str | Path, device: str, out: str | Path) -> int:
     if chosen.empty:
         present = ", ".join(sorted(set(clips["device"])))
         raise PipelineError(f"{train}: no training clip of device {device!r} (devices present: {present})")
-    _write(chosen, out)
+    write_clip_table(chosen, out)
     return len(chosen)

@@ -12,7 +12,8 @@ scene has several, else by recording), and only where the hold-out holds every s
 of a few clips would fit 22 numbers to noise.
 The report measures what either choice does without the test split: the held-out cross-entropy of average and
 fusion, the sum of alpha and the mean top probability of the targets on the students' training clips, apart on
-the clips the teachers trained on and the hold-out clips they did not.
+the clips the teachers trained on and the hold-out clips they did not (with cross-fitted logits,
+distill.crossfit, the teachers trained on none of them: `targets` says which).
 """
 
 from __future__ import annotations
@@ -138,15 +139,16 @@ def _target_summary(logits: np.ndarray, labels: np.ndarray) -> dict:
 def fuse_teachers(
     teacher_logits: dict[str, str | Path], train_cache: str | Path, test_cache: str | Path, fit: str,
     fit_clips: str | Path, student_clips: str | Path, holdout_clips: str | Path, out: EnsembleFiles,
-    steps: int = 300,
+    steps: int = 300, targets_cross_fitted: bool = False,
 ) -> dict:  # fmt: skip
     """Fit eq. 4 on the clips of `fit_clips` (`fit` says which they are: `holdout` or `in_sample`); write the
-    fused and averaged ensembles and a report.
+    fused and averaged ensembles and a report. `targets_cross_fitted`: the logits are cross-fitted (distill.crossfit),
+    every student clip's from teachers that did not train on it.
 
     Outputs (layout.EnsembleFiles): the fused and averaged logits of all train and test clips (the format of
     distill.logits), and the report: alpha and its sum, beta, cross-entropies where fitted and on the hold-out,
     accuracy and target sharpness on the students' training clips (all of them, those the teachers trained on,
-    those they did not), test metrics per device of every teacher and
+    those they did not; cross-fitted, none of them was seen), test metrics per device of every teacher and
     ensemble (measured, never used), and hold-out metrics of every teacher and of the average: the hold-out's
     locations are ones no teacher trained on, so their accuracy there is the development score on which teacher
     settings (epochs, augmentation) are chosen without the test split. The fused ensemble is left out there when
@@ -199,6 +201,7 @@ def fuse_teachers(
     test_devices = caches["test"].clips["device"].to_numpy()
     report: dict = {
         "teachers": list(teacher_logits),
+        "targets": "cross_fitted" if targets_cross_fitted else "full_teachers",
         "fit": fit_report,
         "alpha": dict(zip(teacher_logits, ensembles["fused"].alpha.tolist(), strict=True)),
         "alpha_sum": float(ensembles["fused"].alpha.sum()),
@@ -225,7 +228,8 @@ def fuse_teachers(
                 report["holdout"][name] = scene_metrics(fused["train"][holdout], labels["train"][holdout],
                                                         holdout_devices)  # fmt: skip
         students = rows["students"]
-        held = np.isin(students, holdout)
+        # Cross-fitted, the teachers whose logits a student clip's target holds never trained on it.
+        held = np.ones(students.size, dtype=bool) if targets_cross_fitted else np.isin(students, holdout)
         report["student_train"][name] = _target_summary(fused["train"][students], labels["train"][students]) | {
             # Targets are sharper where the teachers learnt the clips than where the fit was scored.
             "teachers_saw": _target_summary(fused["train"][students[~held]], labels["train"][students[~held]]),
