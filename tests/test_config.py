@@ -270,7 +270,7 @@ def test_development_candidates_are_the_baseline_with_one_setting_changed() -> N
     model, and the plan compares it in int8; nothing of the candidates exists outside a development run."""
     config = load_config([DEFAULT, DEVELOPMENT], SCHEMA)
     runs = student_runs(config)
-    assert len(runs) == len(config["students"]["runs"]) + 8
+    assert len(runs) == len(config["students"]["runs"]) + 9
     baseline = student_settings(config, "sm4")
     constant = student_settings(config, "sm4-lambda-constant-0.02")
     assert constant["distillation"]["label_weight"] == {"schedule": "constant", "value": 0.02}
@@ -280,7 +280,11 @@ def test_development_candidates_are_the_baseline_with_one_setting_changed() -> N
     assert float_run(config, "sm4-qat-lr-5e-5") == "sm4" and float_run(config, "sm4-lr-6e-3") == "sm4-lr-6e-3"
     assert student_spec(config, "sm4-qat-lr-5e-5", 1) == student_spec(config, "sm4", 1)  # the same float training
     plan = development_plan(config, lambda run, precision: f"{run}/{precision}.tsv")
-    assert list(plan) == ["label_weight", "lr", "batch_size", "qat_lr"]
+    assert list(plan) == ["label_weight", "lr", "batch_size", "qat_lr", "teacher_targets"]
+    assert plan["teacher_targets"]["baseline"]["values"] == {"teachers": "fused"}
+    assert student_spec(config, "sm4-crossfit", 1)["distillation"]["teachers"] == "fused_cross_fit"
+    assert student_spec(config, "sm4-crossfit", 1) | {"distillation": None} == student_spec(config, "sm4", 1) | {
+        "distillation": None}  # fmt: skip
     assert plan["qat_lr"]["precision"] == "int8" and plan["qat_lr"]["baseline"]["clips"] == "sm4/int8.tsv"
     assert plan["qat_lr"]["baseline"]["values"] == {"qat": {"lr": 1.0e-4}}
     assert plan["label_weight"]["baseline"]["values"] == {

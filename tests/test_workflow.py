@@ -43,6 +43,14 @@ ONE_STUDENT_JOBS = {
 }  # fmt: skip
 
 
+# The jobs of cross-fitted targets (a student run with `teachers: fused_cross_fit`): the 12 teachers trained and
+# dumped once per fold, one cross-fitted logit file per teacher, their fusion.
+CROSS_FIT_JOBS = {
+    "cross_fit_folds": 1, "train_teacher_fold": 2 * 12, "dump_teacher_fold_logits": 2 * 12,
+    "cross_fit_teacher_logits": 12, "fuse_cross_fit_teachers": 1,
+}  # fmt: skip
+
+
 def test_default_dag_has_every_step_of_the_paper() -> None:
     counts = job_counts()
     assert counts == {
@@ -197,15 +205,17 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
         "generate_synthetic_dataset": 1, "synthesise_impulse_responses": 1, "validate_dataset": 1,
         "cache_waveforms": 2, "split_training_clips": 1, "energy_analysis": 1,
         "generate_pretraining_corpus": 1, "pretrain_weights": 2,
-        # 11 student runs and 6 candidate settings, each trained; sm4 and two QAT-only candidates quantized from
+        # 11 student runs and 7 candidate settings, each trained; sm4 and two QAT-only candidates quantized from
         # sm4's float model and scored in int8 too
-        "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1, "train_student": 11 + 6,
-        "qat_student": 3, "evaluate_student_holdout": 11 + 6 + 3, "ensemble_holdout": 1,
+        "train_teacher": 12, "dump_teacher_logits": 12, "fuse_teachers": 1, "train_student": 11 + 7,
+        "qat_student": 3, "evaluate_student_holdout": 11 + 7 + 3, "ensemble_holdout": 1,
+        # sm4-crossfit's cross-fitted targets: the 12 teachers again per fold of the students' locations
+        **CROSS_FIT_JOBS,
         "report_development": 1, "report_power": 1, "all": 1,
     }  # fmt: skip
     result = snakemake("-n", "--forceall", "--nolock", "-p", "--configfile", "config/development.yaml")
     training = [line for line in result.stdout.splitlines() if " -m dsflexinet" in line and " train " in line]
-    assert len(training) == 12 + 11 + 6
+    assert len(training) == 12 + 11 + 7 + 24
     qat = [line for line in result.stdout.splitlines() if " -m dsflexinet" in line and " qat " in line]
     assert len(qat) == 3 and all("--float-model results/development/split100/students/sm4/s1/model.pt" in line
                                  for line in qat)  # fmt: skip
@@ -214,7 +224,13 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
     assert "sm4-qat-lr-5e-5/s1/holdout_int8_clips.tsv" in report and "sm4/s1/holdout_int8_clips.tsv" in report
     holdout, teacher_share = "results/development/split100/splits/fusion_holdout.tsv", "teacher_train.tsv"
     assert all(f"--validation-clips {holdout}" in line for line in training)
-    assert all(f"--train-clips results/development/split100/splits/{teacher_share}" in line for line in training)
+    folds = [line for line in training if "--work-dir results/development/split100/cross_fit/fold" in line]
+    assert len(folds) == 24 and all(f"--validation-clips {holdout}" in line for line in folds)
+    assert all(f"--train-clips results/development/split100/splits/{teacher_share}" in line
+               for line in training if line not in folds)  # fmt: skip
+    # The folds split the students' clips, the teachers' share: the hold-out stays unseen by every teacher.
+    (split,) = [line for line in result.stdout.splitlines() if " cross-fit-folds " in line]
+    assert f"--student-clips results/development/split100/splits/{teacher_share}" in split
     # Apart from the default run's outputs: nothing of results/split100/ is written or read.
     assert "results/split100/" not in result.stdout and "results/development/development.json" in result.stdout
     # The teachers' margin over the student on labels alone (Table IV's Teacher(w/o)), paired clip by clip.
@@ -239,3 +255,38 @@ def test_development_run_validates_on_the_holdout_and_builds_no_test_report() ->
     teachers = [line for line in default.stdout.splitlines() if " train " in line and "/teachers/" in line]
     assert len(teachers) == 12
     assert all("--train-clips results/split100/splits/teacher_train.tsv " in line for line in teachers)
+
+
+def test_cross_fitted_targets_train_each_teacher_again_per_fold(tmp_path: Path) -> None:
+    """A student run with `teachers: fused_cross_fit` adds the fold teachers (same spec and weights as the full
+    ones, on the student clips outside their fold), one cross-fitted logit file per teacher and one fusion, which
+    it learns from; the default DAG (above) has none of them."""
+    overlay = tmp_path / "cross_fit.yaml"
+    overlay.write_text("students: {runs: {sm4-crossfit: {teachers: fused_cross_fit}}}\n")
+    default = job_counts()
+    counts = job_counts("--configfile", str(overlay))
+    added = {name: count - default.get(name, 0) for name, count in counts.items() if count != default.get(name, 0)}
+    assert added == CROSS_FIT_JOBS | {"train_student": 1, "qat_student": 1, "evaluate_student": 2,
+                                      "student_complexity": 1}  # fmt: skip
+    target = "results/split100/students/sm4-crossfit/s1/model.pt"
+    result = snakemake("-n", "--forceall", "--nolock", "-p", target, "--configfile", str(overlay))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if " -m dsflexinet" in line]
+    specs = {}
+    for line in lines:
+        if " train " in line and "/teachers/" in line:
+            name = re.search(r"teachers/([\w-]+)/model\.pt", line).group(1)
+            fold = re.search(r"cross_fit/fold(\d)/", line)
+            specs.setdefault(name, {})[fold and fold.group(1)] = re.search(r"--spec ('[^']*')", line).group(1)
+            if fold:
+                assert f"--train-clips results/split100/cross_fit/splits/teacher_train_fold{fold.group(1)}.tsv" in line
+    assert len(specs) == 12 and all(len(set(by_fold.values())) == 1 and len(by_fold) == 3 for by_fold in specs.values())
+    assert all("pretrained_path" in spec for by_fold in specs.values() for spec in by_fold.values())
+    (split,) = [line for line in lines if " cross-fit-folds " in line]
+    assert "--student-clips results/split100/splits/train.tsv" in split
+    (fuse,) = [line for line in lines if " fuse " in line]
+    assert "--cross-fitted" in fuse and "--out-fused results/split100/cross_fit/ensemble/fused.npz" in fuse
+    assert "--fit-clips results/split100/splits/fusion_holdout.tsv" in fuse
+    assert fuse.count("results/split100/cross_fit/teachers/") == 12
+    (student,) = [line for line in lines if " train " in line and "/students/" in line]
+    assert "--teacher-logits results/split100/cross_fit/ensemble/fused.npz" in student

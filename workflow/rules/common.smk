@@ -79,12 +79,14 @@ TEACHER = layout.teacher()
 ENSEMBLE = layout.ensemble()
 ENERGY = layout.energy()
 STUDENT = layout.student()
+CROSS_FIT = layout.cross_fit()
 
 
 wildcard_constraints:
     subset=layout.SUBSET_PATTERN,
     seed=r"\d+",
     precision="float|int8",
+    fold="|".join(map(str, layout.CROSS_FIT_FOLDS)),
 
 
 def as_json(value):
@@ -125,7 +127,7 @@ def training_inputs(spec, subset, train_clips, teachers=None):
     if needs_energy_analysis(spec):
         inputs["energy"] = layout.energy(subset).stats
     if teachers:
-        inputs["teacher_logits"] = layout.ensemble(subset).logits(teachers)
+        inputs["teacher_logits"] = layout.distillation_targets(subset, teachers)
     return inputs
 
 
@@ -136,17 +138,30 @@ def teacher_inputs(wildcards):
     return inputs | ({"weights": weights, "weights_checksum": layout.checksum_beside(weights)} if weights else {})
 
 
+def fold_teacher_inputs(wildcards):
+    """A teacher trained again without one fold of the student clips (cross-fitted targets): the full teacher's
+    inputs, spec and weights, learning from the student clips outside the fold."""
+    fold_clips = layout.cross_fit(wildcards.subset).teacher_train(wildcards.fold)
+    return teacher_inputs(wildcards) | {"train_clips": fold_clips}
+
+
 def weights_pattern(kind):
     """The `{name}` wildcard of the weights made one way: `url` (fetched) or `pretrain` (on the corpus)."""
     names = [name for name, entry in config.get("weights", {}).items() if kind in entry]
     return "|".join(names) or "^$"
 
 
+def student_clips(subset):
+    """The clip table students learn from: the subset's training clips, in a development run the teachers' share
+    (the hold-out is where students are scored)."""
+    splits = layout.splits(subset)
+    return splits.teacher_train if DEVELOPMENT else splits.train
+
+
 def student_inputs(wildcards):
     spec = student_spec(config, wildcards.run, int(wildcards.seed))
     teachers = spec.get("distillation", {}).get("teachers")
-    splits = layout.splits(wildcards.subset)
-    return training_inputs(spec, wildcards.subset, splits.teacher_train if DEVELOPMENT else splits.train, teachers)
+    return training_inputs(spec, wildcards.subset, student_clips(wildcards.subset), teachers)
 
 
 def qat_inputs(wildcards):

@@ -50,3 +50,34 @@ rule dump_teacher_logits:
     shell:
         "python -m dsflexinet --threads {threads} dump-logits --model {input.model:q} {params.caches}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+# Cross-fitted targets (students with `teachers: *_cross_fit` only): each teacher again per fold of the student
+# clips, on the clips outside the fold (distill.smk's cross_fit_folds), with the same spec and weights.
+use rule train_teacher as train_teacher_fold with:
+    input:
+        unpack(fold_teacher_inputs),
+    output:
+        model=CROSS_FIT.fold_teacher().training.model,
+        history=CROSS_FIT.fold_teacher().training.history,
+    params:
+        spec=lambda wildcards: as_json(teacher_spec(config, wildcards.teacher)),
+        compute=as_json(COMPUTE_IDENTITY),
+        optional=optional_training_flags,
+        work_dir=work_dir(CROSS_FIT.fold_teacher().training),
+    log:
+        "logs/{subset}/cross_fit/fold{fold}/train_{teacher}.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/{{subset}}/cross_fit/train_teacher_fold{{fold}}_{{teacher}}.tsv"
+
+
+use rule dump_teacher_logits as dump_teacher_fold_logits with:
+    input:
+        model=CROSS_FIT.fold_teacher().training.model,
+        caches=[CACHE["train"], CACHE["test"]],
+    output:
+        CROSS_FIT.fold_teacher().logits,
+    log:
+        "logs/{subset}/cross_fit/fold{fold}/dump_logits_{teacher}.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/{{subset}}/cross_fit/dump_teacher_fold{{fold}}_logits_{{teacher}}.tsv"
