@@ -318,6 +318,14 @@ def test_cross_fit_folds_split_the_student_clips_by_location_with_every_scene(tm
     # Fold 1 is what fold 1's teachers do not see: the clips of the other table.
     assert case["counts"] == {"fold1": len(second), "fold2": len(first), "shared_locations": 0}
     assert len(first) + len(second) == 27 and abs(len(first) - len(second)) <= 6
+    # The command line writes the same tables; a fold named twice or not at all is a one-line error.
+    from dsflexinet.cli import main
+
+    out = [f"--out={fold}={tmp_path / f'cli{fold}.tsv'}" for fold in (1, 2)]
+    assert main(["cross-fit-folds", "--student-clips", str(case["students"]), *out]) == 0
+    assert all(read_clip_table(tmp_path / f"cli{fold}.tsv").equals(read_clip_table(case["folds"][fold]))
+               for fold in (1, 2))  # fmt: skip
+    assert main(["cross-fit-folds", "--student-clips", str(case["students"]), out[0], out[0]]) == 1
 
 
 def test_cross_fit_logits_take_each_student_clip_from_the_teacher_that_did_not_see_it(tmp_path: Path) -> None:
