@@ -37,7 +37,6 @@ from dsflexinet.report.stats import (
     family_intervals,
     format_mean_std,
     mean_std,
-    minimum_detectable_difference,
     paired_difference,
     read_clips,
     resample_weights,
@@ -372,8 +371,9 @@ def test_half_width_mde_and_paper_in_interval() -> None:
     difference = paired_difference(a, b, resamples=20_000)
     assert difference.standard_error == pytest.approx(math.sqrt(0.025), rel=0.02)
     z_975, z_80 = 1.959963984540054, 0.8416212335729143
-    assert minimum_detectable_difference(0.01) == pytest.approx((z_975 + z_80) * 0.01)  # 2.80 SE
-    assert minimum_detectable_difference(0.01, confidence=0.99) == pytest.approx((2.5758293035489 + z_80) * 0.01)
+    se = difference.standard_error  # one seed: (z(1 - alpha/2) + z(power)) standard errors, 2.80 SE at 95 %
+    assert difference.minimum_detectable(0.95) == pytest.approx((z_975 + z_80) * se)
+    assert difference.minimum_detectable(0.99) == pytest.approx((2.5758293035489 + z_80) * se)
     # Three seeds: the seeds' standard error s / sqrt(3) = 0.1 / sqrt(3) joins the bootstrap's in quadrature.
     identifiers = locations_of([9] * 10)
     location = np.array([int(name.split("-")[1]) for name in identifiers])
@@ -382,6 +382,14 @@ def test_half_width_mde_and_paper_in_interval() -> None:
                                            for s, k in {1: 5, 2: 6, 3: 4}.items()}), resamples=20_000)  # fmt: skip
     boot = float(np.std(three.replicates, ddof=1))
     assert three.standard_error == pytest.approx(math.hypot(boot, 0.1 / math.sqrt(3)))
+    # ... and the seeds' part of the critical half-width takes Student's t with 2 degrees of freedom (4.30), so
+    # the smallest detectable difference exceeds what the normal reading gives, as the interval does.
+    t_975_2 = 4.302652729749464
+    assert three.minimum_detectable(0.95) == pytest.approx(
+        math.hypot(z_975 * boot, t_975_2 * 0.1 / math.sqrt(3)) + z_80 * three.standard_error
+    )
+    assert three.minimum_detectable(0.95) > (z_975 + z_80) * three.standard_error
+    assert three.high - three.estimate < three.minimum_detectable(0.95)
     claim = {"claim": "A > B", "source": "Table V", "a": {"run": "A", "precision": "float"},
              "b": {"run": "B", "precision": "float"}, "paper_difference": 25.0, "direction": 1, "threshold": 0.0}
 

@@ -14,9 +14,10 @@ the family-wise interval (`stats.family_intervals`: simultaneous over the claims
 holds that chance at 5 %. Verdicts are read from accuracy only; macro accuracy (equal to accuracy on a test
 split with as many clips of every scene) is a column beside it, not a second family.
 
-Beside each interval: its half-width, the minimum detectable difference at 80 % power (`stats.
-minimum_detectable_difference`, from the interval's standard error) and whether the paper's difference lies in
-it (`paper_in_interval`; `interval_covers` says which sources of uncertainty the interval covers).
+Beside each interval: its half-width, the minimum detectable difference at 80 % power
+(`stats.Difference.minimum_detectable`: the interval's critical half-width plus z(0.8) standard errors) and
+whether the paper's difference lies in it (`paper_in_interval`; `interval_covers` says which sources of
+uncertainty the interval covers).
 
 The plan (`claims_plan`) names for each claim its two systems (run, precision, optional device group, a clips
 table and an evaluation per seed: claims.md ends with the machines the evaluations name) and the paper's
@@ -44,7 +45,6 @@ from dsflexinet.report.stats import (
     System,
     family_intervals,
     format_mean_std,
-    minimum_detectable_difference,
     paired_difference,
 )
 from dsflexinet.report.tables import machines_note, percent, to_markdown
@@ -206,12 +206,12 @@ def _row(claim: Mapping, difference: Difference, macro: Difference, family: tupl
         "test_low_pp": percent(difference.test_low), "test_high_pp": percent(difference.test_high),
         "confidence": difference.confidence, "resamples": difference.resamples, "rng_seed": difference.rng_seed,
         "half_width_pp": round((high - low) / 2, 2),
-        "mde_pp": percent(minimum_detectable_difference(difference.standard_error, difference.confidence, POWER)),
+        "mde_pp": percent(difference.minimum_detectable(difference.confidence, POWER)),
         "paper_in_interval": _inside(claim["paper_difference"], low, high),
         "family_low_pp": percent(family[0]), "family_high_pp": percent(family[1]),
         "family_verdict": verdict(family_low, family_high, claim["direction"], claim["threshold"], n_seeds=n_seeds),
         "family_confidence": round(family_confidence, 5),
-        "family_mde_pp": percent(minimum_detectable_difference(difference.standard_error, family_confidence, POWER)),
+        "family_mde_pp": percent(difference.minimum_detectable(family_confidence, POWER)),
         "family_size": family_size, "macro_difference_pp": percent(macro.estimate),
         "macro_low_pp": percent(macro.low), "macro_high_pp": percent(macro.high),
     }  # fmt: skip
@@ -281,8 +281,9 @@ def _markdown(frame: pd.DataFrame, machines: str) -> str:
             f"each claim's interval at {family:.2f} %, the level at which the claims' intervals hold together in "
             f"{confidence:g} % of the location resamples every claim shares (Westfall & Young's min-p). "
             "± is the per-claim interval's half-width; MDE is the smallest true difference from the threshold that "
-            f"the interval detects with {100 * POWER:g} % power, (z(1 - alpha/2) + z({POWER:g})) x SE, from the "
-            "bootstrap's standard error (and the seeds' where n > 1), at the claim's alpha "
+            f"the interval detects with {100 * POWER:g} % power: the interval's critical half-width (the "
+            "bootstrap's z, and the seeds' Student t with n - 1 degrees of freedom where n > 1) plus "
+            f"z({POWER:g}) x SE, at the claim's alpha "
             f"({100 - confidence:g} %) and the family's ({100 - family:.2f} % per claim). *paper in interval*: "
             "whether the paper's difference lies in the per-claim interval (for the QAT rows: the paper's own "
             "cost). A paper difference well below the MDE is one this run would most likely miss."

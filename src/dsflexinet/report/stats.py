@@ -30,7 +30,7 @@ How the interval is built (`paired_difference`), and why:
 - `statistic_interval` gives one system's statistic (not a difference) the same interval: the data-efficiency
   curve's points.
 - A family of differences read together (the claims) gets simultaneous intervals from the same resamples
-  (`family_intervals`), and each difference its minimum detectable difference from its standard error.
+  (`family_intervals`), and each difference its minimum detectable difference (`Difference.minimum_detectable`).
 """
 
 from __future__ import annotations
@@ -223,6 +223,18 @@ class Difference(Interval):
         seed_part = mean_std(self.per_seed)[1] / math.sqrt(seeds) if seeds > 1 else 0.0
         return math.hypot(float(np.std(self.replicates, ddof=1)), seed_part)
 
+    def minimum_detectable(self, confidence: float, power: float = 0.8) -> float:
+        """The smallest true difference from the threshold that this interval, at `confidence`, excludes the
+        threshold for with probability `power`: its critical half-width (the bootstrap's z and, for n > 1 seeds,
+        the seeds' Student t with n - 1 degrees of freedom, joined in quadrature as the interval joins them) plus
+        z(power) standard errors. With one seed, (z(1 - alpha/2) + z(power)) x SE; with three, the t quantile
+        makes it larger than a normal reading would."""
+        upper = 1 - (1 - confidence) / 2
+        seeds = len(self.seeds)
+        seed_part = stdtrit(seeds - 1, upper) * mean_std(self.per_seed)[1] / math.sqrt(seeds) if seeds > 1 else 0.0
+        critical = math.hypot(ndtri(upper) * float(np.std(self.replicates, ddof=1)), seed_part)
+        return float(critical + ndtri(power) * self.standard_error)
+
     def interval_at(self, confidence: float) -> tuple[float, float]:
         """The interval at another confidence, from the same resamples (a family-wise level)."""
         return percentile_interval(np.asarray(self.per_seed), self.replicates, confidence)[:2]
@@ -394,12 +406,6 @@ def family_intervals(differences: Sequence[Difference], confidence: float = 0.95
                                 f"{first.resamples} resamples, RNG seed {other.rng_seed} vs {first.rng_seed})")
     level = family_confidence([difference.replicates for difference in differences], confidence)
     return level, [difference.interval_at(level) for difference in differences]
-
-
-def minimum_detectable_difference(standard_error: float, confidence: float = 0.95, power: float = 0.8) -> float:
-    """The smallest true difference (from the threshold) that a two-sided `confidence` interval excludes the
-    threshold for with probability `power`, for a normal estimate: (z(1 - alpha/2) + z(power)) * SE."""
-    return float((ndtri(1 - (1 - confidence) / 2) + ndtri(power)) * standard_error)
 
 
 def location_spread(a: System, b: System, name: str = "accuracy", *, devices_a: Sequence[str] | None = None,
