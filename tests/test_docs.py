@@ -100,7 +100,8 @@ def test_results_blocks_are_written_from_the_run(tmp_path: Path) -> None:
 
 
 def test_claims_columns_are_shown_only_where_the_run_has_them(tmp_path: Path) -> None:
-    _fixture_run(tmp_path / "results", {"family_verdict": ["not distinguishable"] * 3, "paper_in_interval": [True] * 3})
+    _fixture_run(tmp_path / "results", {"family_verdict": ["not distinguishable"] * 3,
+                                        "paper_in_interval": [False, None, True]})  # fmt: skip
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:begin -->\nold\n<!-- results:end -->\n")
     write_results_blocks(tmp_path / "results", readme, None)
@@ -108,6 +109,8 @@ def test_claims_columns_are_shown_only_where_the_run_has_them(tmp_path: Path) ->
     assert header == ("| claim (A - B, points) | paper | this run [95 % interval] | paper in interval "
                       "| family-wise verdict | seeds | verdict |")  # fmt: skip
     assert "half-width" not in readme.read_text()
+    rows = [line for line in readme.read_text().splitlines() if line.startswith(("| KD", "| ResNorm"))]
+    assert [row.split(" | ")[3] for row in rows] == ["no", ""]  # outside; no paper value to place
 
 
 def test_results_need_a_finished_run(tmp_path: Path) -> None:

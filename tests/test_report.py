@@ -184,3 +184,14 @@ def test_a_default_changes_only_for_a_distinguishable_gain_on_the_holdout(tmp_pa
     assert lr["chosen"] == "lr-low" == lr["highest_on_holdout"]
     qat = choices["qat_lr"]
     assert qat["precision"] == "int8" and qat["highest_on_holdout"] == "qat-high" and qat["chosen"] == "sm4"
+
+
+def test_run_record_names_config_files_as_the_checkout_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsflexinet.report import runrecord
+
+    monkeypatch.setattr(runrecord, "git_commit", lambda repository: "abc1234")
+    outside = tmp_path.parent / "elsewhere.yaml"
+    given = [str(tmp_path / "config" / "seeds.yaml"), "config/dcase25.yaml", str(outside)]
+    record = runrecord.start_invocation(tmp_path, {"students": {"seeds": [1, 2]}}, given)
+    assert record["config_files"] == ["config.yaml", "config/seeds.yaml", "config/dcase25.yaml", str(outside)]
+    assert record["commit"] == "abc1234" and record["student_seeds"] == [1, 2]

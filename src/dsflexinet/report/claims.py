@@ -47,7 +47,7 @@ from dsflexinet.report.stats import (
     format_mean_std,
     paired_difference,
 )
-from dsflexinet.report.tables import machines_note, percent, to_markdown
+from dsflexinet.report.tables import machines_note, percent, to_markdown, yes_no
 
 # pp: "QAT costs at most about 3 points". The paper's own costs are -2.74 to -3.17, so "about 3" is read as at
 # most its worst, rounded down to a tenth (-3.2): with -3.0 the paper would contradict itself for three of its
@@ -246,10 +246,6 @@ def _interval_cell(estimate: float, low: float, high: float) -> str:
     return f"{estimate:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def _yes_no(value) -> str:
-    return "" if value is None or pd.isna(value) else ("yes" if value else "no")
-
-
 def _markdown(frame: pd.DataFrame, machines: str) -> str:
     if frame.empty:
         return "# Claims of the paper\n\nNo claim of the paper has its systems in this run's `reports` section.\n"
@@ -301,7 +297,7 @@ def _markdown(frame: pd.DataFrame, machines: str) -> str:
             frame["difference_pp"], frame["low_pp"], frame["high_pp"], strict=True)],
         "±": [f"{value:.2f}" for value in frame["half_width_pp"]],
         "MDE": [f"{value:.2f}" for value in frame["mde_pp"]],
-        "paper in interval": [_yes_no(value) for value in frame["paper_in_interval"]],
+        "paper in interval": [yes_no(value) for value in frame["paper_in_interval"]],
         "verdict": frame["verdict"],
         "family-wise interval": [f"[{low:+.2f}, {high:+.2f}]" for low, high in
                                  zip(frame["family_low_pp"], frame["family_high_pp"], strict=True)],

@@ -21,7 +21,7 @@ from dsflexinet.config import read_config_file
 from dsflexinet.errors import PipelineError
 from dsflexinet.machine import machine_label
 from dsflexinet.report import paper
-from dsflexinet.report.tables import to_markdown
+from dsflexinet.report.tables import to_markdown, yes_no
 
 RESULTS_BLOCK = "results"
 PLACEHOLDER = (
@@ -146,6 +146,9 @@ def claims_table(claims: pd.DataFrame, statistic: str = "accuracy") -> str:
     })  # fmt: skip
     for column, heading in OPTIONAL_CLAIM_COLUMNS:
         if column in rows:
+            if column == "paper_in_interval":
+                table[heading] = [yes_no(value) for value in rows[column]]
+                continue
             table[heading] = [(f"{v:.2f}" if column in UNSIGNED_COLUMNS else _number(v)) if isinstance(v, float) else v
                               for v in rows[column]]  # fmt: skip
     if "n_seeds" in rows:

@@ -38,8 +38,14 @@ def start_invocation(repository: str | Path, config: dict, config_files: list[st
         "started": _utc(time.time()),
         "started_monotonic": time.monotonic(),
         "student_seeds": list(config["students"]["seeds"]),
-        "config_files": ["config.yaml", *config_files],
+        "config_files": ["config.yaml", *(_inside(path, repository) for path in config_files)],
     }
+
+
+def _inside(path: str | Path, repository: str | Path) -> str:
+    """A config file as the checkout names it (`config/seeds.yaml`): a run record names no machine's folders."""
+    resolved, root = Path(path).resolve(), Path(repository).resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
 def finish_invocation(record: dict, out: str | Path, cores: int | None) -> dict:

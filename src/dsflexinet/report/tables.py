@@ -42,6 +42,11 @@ def first_seed(seeds: SeedFiles) -> RunFiles:
     return seeds[min(seeds, key=int)]
 
 
+def yes_no(value) -> str:
+    """A yes/no column's cell: empty where the question has no answer (no paper value to place)."""
+    return "" if value is None or pd.isna(value) else ("yes" if value else "no")
+
+
 def percent(value: float) -> float:
     return round(100.0 * value, 2)
 
