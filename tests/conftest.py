@@ -75,6 +75,7 @@ def tiny_pipeline_config(config: dict) -> dict:
     # One training location per scene: nothing to hold out, so the fusion is fitted in-sample.
     teachers.update(seeds=[1], recipes=["dir_fms"], fusion={"fit": "in_sample", "holdout_fraction": 0, "seed": 0,
                                                              "steps": 20})
+    teachers["architectures"]["cpresnet"]["model"]["name"] = "cp_resnet_tiny"  # a smoke run checks rules, not teachers
     for architecture in teachers["architectures"].values():
         architecture["schedule"].update(epochs=1, batch_size=32, warmup_epochs=0, rampdown_start=0, rampdown_epochs=1)
     defaults = config["students"]["defaults"]

@@ -174,7 +174,7 @@ def test_a_run_naming_its_schedule_kind_replaces_the_default(tmp_path: Path) -> 
          " cpresnet_corpus)"),
         (lambda c: c["teachers"]["architectures"]["cpresnet"].update(pretrained="passt_corpus"),
          "teachers.architectures.cpresnet.pretrained: weights.passt_corpus pretrains a passt_tiny, not this"
-         " cp_resnet_tiny"),
+         " cp_resnet"),
         (lambda c: c["weights"]["cpresnet_corpus"].update(pretrain="cp_resnet"),
          "weights.cpresnet_corpus.pretrain: 'cp_resnet' is not a teacher architecture (passt, cpresnet)"),
     ],
