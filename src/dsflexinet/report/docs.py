@@ -145,10 +145,9 @@ def claims_table(claims: pd.DataFrame, statistic: str = "accuracy") -> str:
                                                           strict=True)],
     })  # fmt: skip
     for column, heading in OPTIONAL_CLAIM_COLUMNS:
-        if column in rows:
-            if column == "paper_in_interval":
-                table[heading] = [yes_no(value) for value in rows[column]]
-                continue
+        if column == "paper_in_interval" and column in rows:
+            table[heading] = [yes_no(value) for value in rows[column]]
+        elif column in rows:
             table[heading] = [(f"{v:.2f}" if column in UNSIGNED_COLUMNS else _number(v)) if isinstance(v, float) else v
                               for v in rows[column]]  # fmt: skip
     if "n_seeds" in rows:

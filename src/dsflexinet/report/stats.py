@@ -219,9 +219,7 @@ class Difference(Interval):
     @property
     def standard_error(self) -> float:
         """The bootstrap's standard deviation, with the seeds' s / sqrt(n) in quadrature for n > 1 seeds."""
-        seeds = len(self.seeds)
-        seed_part = mean_std(self.per_seed)[1] / math.sqrt(seeds) if seeds > 1 else 0.0
-        return math.hypot(float(np.std(self.replicates, ddof=1)), seed_part)
+        return math.hypot(float(np.std(self.replicates, ddof=1)), _seed_standard_error(self.per_seed))
 
     def minimum_detectable(self, confidence: float, power: float = 0.8) -> float:
         """The smallest true difference from the threshold that this interval, at `confidence`, excludes the
@@ -230,9 +228,8 @@ class Difference(Interval):
         z(power) standard errors. With one seed, (z(1 - alpha/2) + z(power)) x SE; with three, the t quantile
         makes it larger than a normal reading would."""
         upper = 1 - (1 - confidence) / 2
-        seeds = len(self.seeds)
-        seed_part = stdtrit(seeds - 1, upper) * mean_std(self.per_seed)[1] / math.sqrt(seeds) if seeds > 1 else 0.0
-        critical = math.hypot(ndtri(upper) * float(np.std(self.replicates, ddof=1)), seed_part)
+        critical = math.hypot(ndtri(upper) * float(np.std(self.replicates, ddof=1)),
+                              _seed_half_width(self.per_seed, confidence))  # fmt: skip
         return float(critical + ndtri(power) * self.standard_error)
 
     def interval_at(self, confidence: float) -> tuple[float, float]:
@@ -278,6 +275,17 @@ class _Bootstrap:
         return np.mean(resampled, axis=0)
 
 
+def _seed_standard_error(per_seed) -> float:
+    """s / sqrt(n) of the per-seed values; 0 for one seed, whose training variation nothing here can show."""
+    return mean_std(per_seed)[1] / math.sqrt(len(per_seed)) if len(per_seed) > 1 else 0.0
+
+
+def _seed_half_width(per_seed, confidence: float) -> float:
+    """The seeds' t-interval half-width t(n - 1) * s / sqrt(n): with few seeds the honest width (t(2) = 4.30)."""
+    if len(per_seed) < 2:
+        return 0.0
+    return float(stdtrit(len(per_seed) - 1, 1 - (1 - confidence) / 2)) * _seed_standard_error(per_seed)
+
 
 def percentile_interval(per_seed: np.ndarray, replicates: np.ndarray, confidence: float
                         ) -> tuple[float, float, float, float]:  # fmt: skip
@@ -287,8 +295,7 @@ def percentile_interval(per_seed: np.ndarray, replicates: np.ndarray, confidence
     estimate = float(np.mean(per_seed))
     low, high = float(test_low), float(test_high)
     if len(per_seed) > 1:
-        seed_half_width = stdtrit(len(per_seed) - 1, 1 - (1 - confidence) / 2) * mean_std(per_seed)[1]
-        seed_half_width /= math.sqrt(len(per_seed))
+        seed_half_width = _seed_half_width(per_seed, confidence)
         low = estimate - math.hypot(max(estimate - test_low, 0.0), seed_half_width)
         high = estimate + math.hypot(max(test_high - estimate, 0.0), seed_half_width)
     return low, high, float(test_low), float(test_high)
