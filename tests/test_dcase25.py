@@ -27,7 +27,13 @@ from dsflexinet.evaluate import dcase25_package
 from dsflexinet.evaluate.dcase25 import clip_devices
 from dsflexinet.evaluate.submission import evaluation_clips
 from dsflexinet.modelfile import ModelInput, export_classifier
-from dsflexinet.report.dcase25 import accuracy_summary, claims_plan, device_specific_outcomes, write_evaluation
+from dsflexinet.report.dcase25 import (
+    accuracy_summary,
+    claims_plan,
+    device_specific_outcomes,
+    write_evaluation,
+    write_finetune_choice,
+)
 from tests.conftest import REPO
 from tests.test_predict import RATE, BandEnergy, expected_probabilities
 from tests.test_workflow import ONE_STUDENT_JOBS, job_counts
@@ -125,6 +131,42 @@ def test_the_per_device_claim_reads_the_seen_devices_only(tmp_path: Path) -> Non
     assert row["a"] == "sm4 device-specific int8 A-B" and row["b"] == "sm4 general int8 A-B"
     assert summary["verdict"] == "provisional: supported"
     assert json.loads(out["accuracy.json"].read_text())["unknown_devices"]["clips"] == 1400
+
+
+def test_the_fine_tuning_schedule_is_chosen_on_the_holdout_by_the_development_rule(tmp_path: Path) -> None:
+    general = _outcomes(tmp_path / "general.tsv", {})
+    schedules = {"e2_lr0.0001": {"a": 6}, "e6_lr0.0001": {"a": 9, "b": 9}, "e2_lr0.001": {"a": 5, "b": 4}}
+    clips = {name: str(_outcomes(tmp_path / f"{name}.tsv", right)) for name, right in schedules.items()}
+    plan = {"precision": "float", "general": {"run": "general", "clips": str(general)},
+            "baseline": {"run": "e2_lr0.0001", "clips": clips["e2_lr0.0001"], "values": {"epochs": 2, "lr": 1e-4}},
+            "candidates": {name: {"clips": clips[name], "values": {"epochs": int(name[1]), "lr": 1e-4}}
+                           for name in ("e6_lr0.0001", "e2_lr0.001")}}  # fmt: skip
+    result = write_finetune_choice(plan, tmp_path / "choice.json")
+    assert json.loads((tmp_path / "choice.json").read_text()) == json.loads(json.dumps(result))
+    # Every location gains the same: no spread, the interval is the point. +3 of 10 on a, +4 on b: 7/90 of the clips.
+    better = result["candidates"]["e6_lr0.0001"]
+    assert (better["difference_pp"], better["low_pp"], better["high_pp"]) == (7.78, 7.78, 7.78)
+    assert better["distinguishable"] and better["clips"] == 1800 and better["locations"] == 20
+    assert result["candidates"]["e2_lr0.001"]["difference_pp"] == -2.22  # -1 of 10 on a and on b: -2/90
+    assert result["chosen"] == result["highest_on_holdout"] == "e6_lr0.0001"
+    assert result["chosen_values"] == {"epochs": 6, "lr": 1e-4}
+    assert result["baseline"]["accuracy"] == pytest.approx((8 * 0.5 + 0.6) / 9, abs=1e-4)
+    over_general = {name: entry["difference_pp"] for name, entry in result["over_general"].items()}
+    assert over_general == {"e2_lr0.0001": 1.11, "e6_lr0.0001": 8.89, "e2_lr0.001": -1.11}
+    assert result["device_wise"]["e6_lr0.0001"]["b"] == 0.9 and result["device_wise"]["general"]["b"] == 0.5
+    assert result["device_clips"] == dict.fromkeys(DEVICES, 200)
+
+    # A candidate whose gain is within the noise leaves the default in place.
+    noisy = _outcomes(tmp_path / "noisy.tsv", {"a": 6})
+    table = pd.read_csv(noisy, sep="\t")
+    flip = (table["identifier"] == "x-0-0") & (table["device"] == "b")  # one location right on b, one scene
+    table.loc[flip, "prediction"] = table.loc[flip, "label"]
+    table.to_csv(noisy, sep="\t", index=False)
+    plan["candidates"] = {"e6_lr0.0001": {"clips": str(noisy), "values": {"epochs": 6, "lr": 1e-4}}}
+    result = write_finetune_choice(plan, tmp_path / "choice.json")
+    assert result["candidates"]["e6_lr0.0001"]["difference_pp"] > 0
+    assert result["candidates"]["e6_lr0.0001"]["low_pp"] <= 0 and result["chosen"] == "e2_lr0.0001"
+    assert result["highest_on_holdout"] == "e6_lr0.0001"
 
 
 def _evaluation(path: Path) -> Path:
@@ -300,6 +342,14 @@ def test_dcase25_settings_are_checked(tmp_path: Path, override: str, message: st
         load_config([REPO / "config.yaml", path], SCHEMA)
 
 
+def test_a_candidate_fine_tuning_schedule_must_differ_from_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "override.yaml"
+    path.write_text("development: {dcase25_finetune: [{epochs: 6, lr: 1.0e-4}, {epochs: 2, lr: 0.0001}]}\n")
+    with pytest.raises(PipelineError, match=r"^config: development\.dcase25_finetune\.1: e2_lr0\.0001 is "
+                                            r"dcase25\.finetune or an earlier candidate"):  # fmt: skip
+        load_config([REPO / "config.yaml", REPO / "config" / "development.yaml", path], SCHEMA)
+
+
 def test_the_dcase25_config_trains_on_split25_and_names_the_module() -> None:
     config = load_config([REPO / "config.yaml", REPO / "config" / "dcase25.yaml"], SCHEMA)
     assert config["data"]["train_subset"] == 25 and config["dcase25"]["devices"] == ["a", "b", "c", "s1", "s2", "s3"]
@@ -313,4 +363,17 @@ def test_snakemake_dcase25_package_fine_tunes_one_copy_per_device() -> None:
         "device_training_clips": 6, "finetune_device_student": 6, "qat_device_student": 6,
         "evaluate_device_student": 6, "device_student_complexity": 6, "device_specific_system": 1,
         "dcase25_evaluation": 1, "evaluation_manifest": 1, "build_dcase25_package": 1, "dcase25_package": 1,
+    }  # fmt: skip
+
+
+def test_snakemake_dcase25_development_compares_every_schedule_on_the_holdout() -> None:
+    """Six schedules (the default and five candidates) x six devices, each fine-tuned and scored on the hold-out,
+    from one general student: no QAT, nothing read from the test split."""
+    counts = job_counts("dcase25_development", "--configfile", "config/development.yaml")
+    not_needed = ("qat_student", "evaluate_student", "student_complexity", "validation_subset")
+    one_float_student = {name: count for name, count in ONE_STUDENT_JOBS.items() if name not in not_needed}
+    assert counts == one_float_student | {
+        "device_training_clips": 6, "finetune_device_student": 36, "evaluate_student_holdout": 1,
+        "evaluate_device_student_holdout": 36, "device_specific_holdout": 6, "dcase25_finetune_choice": 1,
+        "dcase25_development": 1,
     }  # fmt: skip

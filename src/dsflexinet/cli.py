@@ -760,6 +760,14 @@ def _device_system(args: argparse.Namespace) -> None:
     log.info("%s: %d clips, accuracy %.4f", args.out, len(clips), (clips["label"] == clips["prediction"]).mean())
 
 
+def _dcase25_finetune_choice(args: argparse.Namespace) -> None:
+    from dsflexinet.report.dcase25 import write_finetune_choice
+
+    result = write_finetune_choice(args.plan, args.out)
+    log.info("%s: chosen %s (%s); the highest on the hold-out %s", args.out, result["chosen"], result["rule"],
+             result["highest_on_holdout"])  # fmt: skip
+
+
 def _dcase25_evaluation(args: argparse.Namespace) -> None:
     from dsflexinet.report.dcase25 import write_evaluation
 
@@ -805,6 +813,13 @@ def _add_dcase25_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--device", action="append", default=[], help="DEVICE=eval_int8_clips.tsv, repeated")
     command.add_argument("--out", type=Path, required=True)
     command.set_defaults(handler=_device_system)
+
+    command = commands.add_parser("dcase25-finetune-choice",
+                                  help="a development run's choice of the device fine-tuning schedule (hold-out)")
+    command.add_argument("--plan", type=_json_object, required=True,
+                         help="JSON {precision, general, baseline, candidates} (config.finetune_development_plan)")
+    command.add_argument("--out", type=Path, required=True, help="dcase25_finetune.json")
+    command.set_defaults(handler=_dcase25_finetune_choice)
 
     command = commands.add_parser("dcase25-evaluation", help="test accuracy of both systems and the per-device claim")
     command.add_argument("--plan", type=_json_object, required=True,

@@ -206,6 +206,13 @@ def _check_development(config: dict) -> None:
                 raise PipelineError(f"config: development.candidates.{setting}.{name}: the name of a candidate must"
                                     " differ from every student run and other candidate")  # fmt: skip
             seen.add(name)
+    names = [finetune_schedule_name(config["dcase25"]["finetune"])]
+    for index, schedule in enumerate(development.get("dcase25_finetune", [])):
+        name = finetune_schedule_name(schedule)
+        if name in names:
+            raise PipelineError(f"config: development.dcase25_finetune.{index}: {name} is dcase25.finetune or an"
+                                " earlier candidate; each candidate schedule must differ from both")  # fmt: skip
+        names.append(name)
 
 
 # --- job specs: what one training job needs, resolved from the validated config --------------------------------
@@ -429,6 +436,34 @@ def dcase25_module(config: dict) -> str:
     return f"{config['dcase25']['label']}_task1_{config['dcase25']['index']}"
 
 
-def device_finetune_spec(config: dict, device: str) -> dict:
-    """What one device's fine-tuning job runs: the schedule of `dcase25.finetune` on `device`'s clips."""
-    return {**config["dcase25"]["finetune"], "device": device}
+def finetune_schedule_name(schedule: dict) -> str:
+    """A fine-tuning schedule's name in the run layout, from its values (`e2_lr0.0001`): the same schedule is the
+    same directory whether it is the default or a development candidate, and changing the default trains anew."""
+    return f"e{schedule['epochs']}_lr{schedule['lr']:g}"
+
+
+def finetune_schedules(config: dict) -> dict[str, dict]:
+    """{name: schedule} of every fine-tuning schedule a run trains: `dcase25.finetune` first, then in a development
+    run the candidates of `development.dcase25_finetune`."""
+    schedules = [config["dcase25"]["finetune"]]
+    if config["validation"] == "holdout":
+        schedules += (config.get("development") or {}).get("dcase25_finetune", [])
+    return {finetune_schedule_name(schedule): schedule for schedule in schedules}
+
+
+def device_finetune_spec(config: dict, schedule: str, device: str) -> dict:
+    """What one device's fine-tuning job runs: the named schedule (`finetune_schedules`) on `device`'s clips."""
+    return {**finetune_schedules(config)[schedule], "device": device}
+
+
+def finetune_development_plan(config: dict, general_clips: str, system_clips) -> dict:
+    """What a development run's choice of `dcase25.finetune` compares on the hold-out, in float: the device-specific
+    system of each schedule (`system_clips(name)`) against the default's (the baseline, as development_plan's)
+    and against the general student it starts from (`general_clips`)."""
+    (baseline, *candidates) = finetune_schedules(config).items()
+    return {
+        "precision": "float",
+        "general": {"run": "general", "clips": general_clips},
+        "baseline": {"run": baseline[0], "clips": system_clips(baseline[0]), "values": baseline[1]},
+        "candidates": {name: {"clips": system_clips(name), "values": values} for name, values in candidates},
+    }

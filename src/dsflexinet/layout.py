@@ -21,8 +21,11 @@
                                             subset); incomplete/ holds those of a try with unreadable clips;
                                             clips.tsv lists the evaluation clips' sizes and checksums
         splits/devices/train_{device}.tsv   one device's training clips (DCASE'25 device fine-tuning)
-        device_students/{run}/s{seed}/{device}/   a student fine-tuned on one device's clips: the files of
-                                            students/ (model.pt, complexity.json, eval_int8*, qat/)
+        device_students/{run}/s{seed}/{schedule}/{device}/   a student fine-tuned on one device's clips with one
+                                            schedule (e2_lr0.0001: epochs and lr): the files of students/
+                                            (model.pt, complexity.json, eval_int8*, qat/); in a development run
+                                            also holdout_float*, and beside them the schedule's device-specific
+                                            system on the hold-out
         dcase25/{run}/s{seed}/              the DCASE'25 submission: package/ (installable), output.csv,
                                             complexity.json, test_accuracy.json, <module>.meta.yaml, and the
                                             device-specific system's per-clip outcomes
@@ -31,7 +34,8 @@
       development/{subset}/, development/development.json, development/power.{md,csv}   a development run
                                             (config/development.yaml): the same tree for its subset, apart from
                                             the default run's, its hold-out scores instead of tables, and the
-                                            test locations its paired differences would need
+                                            test locations its paired differences would need;
+                                            development/dcase25_finetune.json its choice of dcase25.finetune
       run.json                              commit, machine, student seeds and wall time of every invocation
       benchmarks/                           Snakemake's time and memory of every job
 
@@ -287,11 +291,19 @@ def device_training_clips(subset: str = "{subset}", device: str = "{device}") ->
 
 
 def device_student(
-    subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}", device: str = "{device}"
-) -> StudentFiles:
-    """A student fine-tuned on one device's clips (DCASE'25), laid out as a student; outside students/ so that
-    no `{run}` of a student can match it."""
-    return _student_files(f"{_subset_root(subset)}/device_students/{run}/s{seed}/{device}")
+    subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}", device: str = "{device}",
+    schedule: str = "{schedule}",
+) -> StudentFiles:  # fmt: skip
+    """A student fine-tuned on one device's clips (DCASE'25) with one schedule (config.finetune_schedule_name),
+    laid out as a student; outside students/ so that no `{run}` of a student can match it."""
+    return _student_files(f"{_subset_root(subset)}/device_students/{run}/s{seed}/{schedule}/{device}")
+
+
+def device_specific_holdout_clips(
+    subset: str = "{subset}", run: str = "{run}", seed: int | str = "{seed}", schedule: str = "{schedule}"
+) -> str:  # fmt: skip
+    """A development run's device-specific system (float) on the fusion hold-out, with one fine-tuning schedule."""
+    return f"{_subset_root(subset)}/device_students/{run}/s{seed}/{schedule}/holdout_device_specific_float_clips.tsv"
 
 
 def table(name: str = "{table}", extension: str = "md") -> str:
@@ -309,6 +321,8 @@ DEVELOPMENT = f"{RESULTS}/{DEVELOPMENT_ROOT}/development.json"
 # its power analysis: how many test locations the default run's paired intervals need (report.power)
 DEVELOPMENT_POWER = f"{RESULTS}/{DEVELOPMENT_ROOT}/power.md"
 DEVELOPMENT_POWER_TABLE = f"{RESULTS}/{DEVELOPMENT_ROOT}/power.csv"
+# its choice of the DCASE'25 fine-tuning schedule (`snakemake dcase25_development`, report.dcase25)
+DCASE25_DEVELOPMENT = f"{RESULTS}/{DEVELOPMENT_ROOT}/dcase25_finetune.json"
 VALIDATION_CURVES = f"{RESULTS}/plots/val_accuracy.csv"
 DEVICE_ACCURACY = f"{RESULTS}/plots/device_accuracy.csv"
 

@@ -2,22 +2,38 @@
 #   snakemake dcase25_package   the installable inference package of submission.run (int8, one model per device
 #                               of dcase25.devices plus the general one), output.csv, each model's complexity,
 #                               the test accuracy of both systems, the metadata YAML, and the per-device claim
+#   snakemake dcase25_development --configfile config/development.yaml
+#                               a development run's choice of dcase25.finetune: each schedule of
+#                               development.dcase25_finetune against it on the split25 hold-out
 # Always trained on split25 (the task allows the 25 % subset only), teachers and fusion included, whatever
 # data.train_subset says; config/dcase25.yaml sets that to 25 as well, so `rule all` reports the same models.
-from dsflexinet.config import DCASE25_TRAIN_PERCENT, dcase25_module, device_finetune_spec, qat_spec
+import re
+
+from dsflexinet.config import (
+    DCASE25_TRAIN_PERCENT,
+    dcase25_module,
+    device_finetune_spec,
+    finetune_development_plan,
+    finetune_schedule_name,
+    finetune_schedules,
+    qat_spec,
+)
 from dsflexinet.report.dcase25 import claims_plan as dcase25_claims_plan
 
-DCASE25_SUBSET = layout.subset_name(DCASE25_TRAIN_PERCENT)
+DCASE25_SUBSET = layout.subset_name(DCASE25_TRAIN_PERCENT, DEVELOPMENT)
 DCASE25_RUN = config["submission"]["run"]
 DCASE25_SEED = submission_seed(config)
 DCASE25_DEVICES = config["dcase25"]["devices"]
+DCASE25_SCHEDULE = finetune_schedule_name(config["dcase25"]["finetune"])  # the submitted models'
 DCASE25_MODULE = dcase25_module(config)
 DCASE25 = layout.dcase25(DCASE25_SUBSET, DCASE25_RUN, DCASE25_SEED, DCASE25_MODULE)
 DCASE25_CLAIMS = {extension: layout.dcase25_claims(DCASE25_SUBSET, DCASE25_RUN, extension) for extension in ("csv", "md")}
 DEVICE_STUDENT = layout.device_student()
 GENERAL_STUDENT = layout.student(DCASE25_SUBSET, DCASE25_RUN, DCASE25_SEED)
-SUBMITTED_DEVICE_STUDENTS = {device: layout.device_student(DCASE25_SUBSET, DCASE25_RUN, DCASE25_SEED, device)
-                             for device in DCASE25_DEVICES}  # fmt: skip
+SUBMITTED_DEVICE_STUDENTS = {
+    device: layout.device_student(DCASE25_SUBSET, DCASE25_RUN, DCASE25_SEED, device, DCASE25_SCHEDULE)
+    for device in DCASE25_DEVICES
+}
 DCASE25_PLAN = dcase25_claims_plan(
     DCASE25_RUN,
     DCASE25_DEVICES,
@@ -32,8 +48,14 @@ DCASE25_PLAN = dcase25_claims_plan(
 ) | {"run": DCASE25_RUN, "devices": DCASE25_DEVICES, "submitted_seed": str(DCASE25_SEED)}
 
 
+def device_student_files(wildcards):
+    """The files of the device student a job's wildcards name."""
+    return layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, wildcards.device, wildcards.schedule)
+
+
 wildcard_constraints:
     device="|".join(DCASE25_DEVICES),
+    schedule="|".join(map(re.escape, finetune_schedules(config))),
 
 
 rule dcase25_package:
@@ -48,7 +70,7 @@ rule dcase25_package:
 
 rule device_training_clips:
     input:
-        layout.splits().train,
+        lambda wildcards: student_clips(wildcards.subset),
     output:
         layout.device_training_clips(),
     log:
@@ -69,14 +91,14 @@ rule finetune_device_student:
         model=DEVICE_STUDENT.training.model,
         history=DEVICE_STUDENT.training.history,
     params:
-        spec=lambda wildcards: as_json(device_finetune_spec(config, wildcards.device)),
+        spec=lambda wildcards: as_json(device_finetune_spec(config, wildcards.schedule, wildcards.device)),
         compute=as_json(COMPUTE_IDENTITY),
         optional=optional_training_flags,
         work_dir=work_dir(DEVICE_STUDENT.training),
     log:
-        "logs/{subset}/students/finetune_{run}_s{seed}_{device}.log",
+        "logs/{subset}/students/finetune_{run}_s{seed}_{schedule}_{device}.log",
     benchmark:
-        f"{layout.BENCHMARKS}/{{subset}}/finetune_device_student_{{run}}_s{{seed}}_{{device}}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/finetune_device_student_{{run}}_s{{seed}}_{{schedule}}_{{device}}.tsv"
     threads: THREADS
     priority: PRIORITY["qat"]
     resources:
@@ -104,24 +126,22 @@ use rule qat_student as qat_device_student with:
         optional=optional_training_flags,
         work_dir=work_dir(DEVICE_STUDENT.qat.training),
     log:
-        "logs/{subset}/quant/qat_{run}_s{seed}_{device}.log",
+        "logs/{subset}/quant/qat_{run}_s{seed}_{schedule}_{device}.log",
     benchmark:
-        f"{layout.BENCHMARKS}/{{subset}}/qat_device_student_{{run}}_s{{seed}}_{{device}}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/qat_device_student_{{run}}_s{{seed}}_{{schedule}}_{{device}}.tsv"
 
 
 use rule evaluate_student as evaluate_device_student with:
     input:
-        model=lambda wildcards: layout.device_student(
-            wildcards.subset, wildcards.run, wildcards.seed, wildcards.device
-        ).model(wildcards.precision),
+        model=lambda wildcards: device_student_files(wildcards).model(wildcards.precision),
         cache=CACHE["test"],
     output:
         metrics=DEVICE_STUDENT.evaluation(),
         clips=DEVICE_STUDENT.clips(),
     log:
-        "logs/{subset}/students/evaluate_{run}_s{seed}_{device}_{precision}.log",
+        "logs/{subset}/students/evaluate_{run}_s{seed}_{schedule}_{device}_{precision}.log",
     benchmark:
-        f"{layout.BENCHMARKS}/{{subset}}/evaluate_device_student_{{run}}_s{{seed}}_{{device}}_{{precision}}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/evaluate_device_student_{{run}}_s{{seed}}_{{schedule}}_{{device}}_{{precision}}.tsv"
 
 
 # Each device's model is checked against the limits on its own (the task's rule); it has the general student's
@@ -130,16 +150,18 @@ use rule student_complexity as device_student_complexity with:
     output:
         DEVICE_STUDENT.complexity,
     log:
-        "logs/{subset}/students/complexity_{run}_s{seed}_{device}.log",
+        "logs/{subset}/students/complexity_{run}_s{seed}_{schedule}_{device}.log",
     benchmark:
-        f"{layout.BENCHMARKS}/{{subset}}/device_student_complexity_{{run}}_s{{seed}}_{{device}}.tsv"
+        f"{layout.BENCHMARKS}/{{subset}}/device_student_complexity_{{run}}_s{{seed}}_{{schedule}}_{{device}}.tsv"
 
 
 rule device_specific_system:
     input:
         general=STUDENT.clips("int8"),
         devices=lambda wildcards: [
-            layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, device).clips("int8")
+            layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, device, DCASE25_SCHEDULE).clips(
+                "int8"
+            )
             for device in DCASE25_DEVICES
         ],
     output:
@@ -224,3 +246,77 @@ rule build_dcase25_package:
         " --accuracy {input.accuracy:q} --module {params.module} --run {params.run:q} --out-package {output.package:q}"
         " --out-csv {output.output:q} --out-complexity {output.complexity:q} --out-metadata {output.metadata:q}"
         " > {log:q} 2>&1"
+
+
+# A development run (config/development.yaml) chooses dcase25.finetune: the device-specific system of every schedule
+# (float, before QAT: the schedule is what changes) on the fusion hold-out of split25, which none of its models
+# trained on, against the default schedule's and the general student's.
+DCASE25_GENERAL_HOLDOUT = GENERAL_STUDENT.holdout("float")[1]
+DCASE25_FINETUNE_PLAN = finetune_development_plan(
+    config,
+    DCASE25_GENERAL_HOLDOUT,
+    lambda schedule: layout.device_specific_holdout_clips(DCASE25_SUBSET, DCASE25_RUN, DCASE25_SEED, schedule),
+)
+
+
+def dcase25_development_inputs(wildcards):
+    if not DEVELOPMENT:
+        raise WorkflowError(
+            "dcase25_development chooses dcase25.finetune on the fusion hold-out: run it as a development run,"
+            " snakemake dcase25_development --configfile config/development.yaml"
+        )
+    if not DCASE25_FINETUNE_PLAN["candidates"]:
+        raise WorkflowError("dcase25_development: development.dcase25_finetune names no schedule to compare with"
+                            " dcase25.finetune")  # fmt: skip
+    return [layout.DCASE25_DEVELOPMENT]
+
+
+rule dcase25_development:
+    input:
+        dcase25_development_inputs,
+
+
+use rule evaluate_student_holdout as evaluate_device_student_holdout with:
+    input:
+        model=lambda wildcards: device_student_files(wildcards).model(wildcards.precision),
+        cache=CACHE["train"],
+        holdout=layout.splits().fusion_holdout,
+    output:
+        metrics=DEVICE_STUDENT.holdout("{precision}")[0],
+        clips=DEVICE_STUDENT.holdout("{precision}")[1],
+    log:
+        "logs/{subset}/students/evaluate_holdout_{run}_s{seed}_{schedule}_{device}_{precision}.log",
+    benchmark:
+        f"{layout.BENCHMARKS}/{{subset}}/evaluate_device_student_holdout_{{run}}_s{{seed}}_{{schedule}}_{{device}}_{{precision}}.tsv"
+
+
+use rule device_specific_system as device_specific_holdout with:
+    input:
+        general=STUDENT.holdout("float")[1],
+        devices=lambda wildcards: [
+            layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, device, wildcards.schedule).holdout()[1]
+            for device in DCASE25_DEVICES
+        ],
+    output:
+        layout.device_specific_holdout_clips(),
+    log:
+        "logs/{subset}/dcase25/device_system_holdout_{run}_s{seed}_{schedule}.log",
+
+
+rule dcase25_finetune_choice:
+    input:
+        DCASE25_GENERAL_HOLDOUT,
+        DCASE25_FINETUNE_PLAN["baseline"]["clips"],
+        *(candidate["clips"] for candidate in DCASE25_FINETUNE_PLAN["candidates"].values()),
+    output:
+        layout.DCASE25_DEVELOPMENT,
+    params:
+        plan=as_json(DCASE25_FINETUNE_PLAN),
+    log:
+        "logs/report/dcase25_finetune.log",
+    resources:
+        **LIGHT_RESOURCES,
+    conda:
+        ENV
+    shell:
+        "python -m dsflexinet dcase25-finetune-choice --plan {params.plan:q} --out {output:q} > {log:q} 2>&1"

@@ -5,7 +5,8 @@ The device-specific system classifies each test clip with its device's fine-tune
 composes its per-clip table from the models' evaluations and asserts that. Reported: accuracy overall, per
 device and per class of both systems (test_accuracy.json, the metadata YAML), and the claim "device-specific >
 general" on the devices with a model of their own, with the paired location-bootstrap interval and verdict rules
-of claims.md (`report.claims`).
+of claims.md (`report.claims`). A development run chooses the fine-tuning schedule the same way on the fusion
+hold-out instead of the test split (`write_finetune_choice`).
 """
 
 from __future__ import annotations
@@ -98,6 +99,29 @@ def write_evaluation(plan: Mapping, submitted_seed: str, run: str, devices: list
     write_json(out_accuracy, accuracy)
     frame = write_claims(plan, out_claims_csv, out_claims_md)
     return accuracy | {"verdict": frame["verdict"].iloc[0], "difference_pp": float(frame["difference_pp"].iloc[0])}
+
+
+def write_finetune_choice(plan: Mapping, out: str | Path) -> dict:
+    """dcase25_finetune.json of a development run: the device-specific system of each fine-tuning schedule on
+    the hold-out against the default schedule's, the choice by the development run's rule (report.summary
+    CHOICE_RULE: the default stays unless a candidate's paired interval over it lies above 0), and each schedule
+    against the general student it was fine-tuned from, overall and per device."""
+    from dsflexinet.report.summary import default_choices, holdout_difference
+
+    choice = default_choices({"dcase25.finetune": plan})["dcase25.finetune"]
+    schedules = {plan["baseline"]["run"]: plan["baseline"]} | dict(plan["candidates"])
+    general = plan["general"]
+    systems = {"general": general["clips"]} | {name: schedule["clips"] for name, schedule in schedules.items()}
+    breakdowns = {name: accuracy_breakdown(read_clips(path)) for name, path in systems.items()}
+    result = choice | {
+        "chosen_values": schedules[choice["chosen"]]["values"],
+        "over_general": {name: holdout_difference(name, Path(schedule["clips"]), "general", Path(general["clips"]))
+                         for name, schedule in schedules.items()},
+        "device_wise": {name: breakdown["devices"] for name, breakdown in breakdowns.items()},
+        "device_clips": read_clips(general["clips"])["device"].value_counts(sort=False).to_dict(),
+    }  # fmt: skip
+    write_json(out, result)
+    return result
 
 
 def _percent(breakdown: Mapping) -> dict:
