@@ -298,6 +298,24 @@ def device_training_inputs(wildcards):
     return qat_inputs(wildcards) | {"train_clips": layout.device_training_clips(wildcards.subset, wildcards.device)}
 
 
+def device_student_files(wildcards):
+    """The files of the device student a job's wildcards name."""
+    return layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, wildcards.device, wildcards.schedule)
+
+
+def dcase25_development_inputs(wildcards):
+    """The choice of dcase25.finetune (DCASE25_FINETUNE_PLAN), refused outside a development run."""
+    if not DEVELOPMENT:
+        raise WorkflowError(
+            "dcase25_development chooses dcase25.finetune on the fusion hold-out: run it as a development run,"
+            " snakemake dcase25_development --configfile config/development.yaml"
+        )
+    if not DCASE25_FINETUNE_PLAN["candidates"]:
+        raise WorkflowError("dcase25_development: development.dcase25_finetune names no schedule to compare with"
+                            " dcase25.finetune")  # fmt: skip
+    return [layout.DCASE25_DEVELOPMENT]
+
+
 def named_flags(name, paths):
     """`--name 'key=path'` for every key of a {general | device: path} mapping."""
     return " ".join(f"--{name} {shlex.quote(f'{key}={path}')}" for key, path in paths.items())

@@ -48,11 +48,6 @@ DCASE25_PLAN = dcase25_claims_plan(
 ) | {"run": DCASE25_RUN, "devices": DCASE25_DEVICES, "submitted_seed": str(DCASE25_SEED)}
 
 
-def device_student_files(wildcards):
-    """The files of the device student a job's wildcards name."""
-    return layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, wildcards.device, wildcards.schedule)
-
-
 wildcard_constraints:
     device="|".join(DCASE25_DEVICES),
     schedule="|".join(map(re.escape, finetune_schedules(config))),
@@ -257,18 +252,6 @@ DCASE25_FINETUNE_PLAN = finetune_development_plan(
     DCASE25_GENERAL_HOLDOUT,
     lambda schedule: layout.device_specific_holdout_clips(DCASE25_SUBSET, DCASE25_RUN, DCASE25_SEED, schedule),
 )
-
-
-def dcase25_development_inputs(wildcards):
-    if not DEVELOPMENT:
-        raise WorkflowError(
-            "dcase25_development chooses dcase25.finetune on the fusion hold-out: run it as a development run,"
-            " snakemake dcase25_development --configfile config/development.yaml"
-        )
-    if not DCASE25_FINETUNE_PLAN["candidates"]:
-        raise WorkflowError("dcase25_development: development.dcase25_finetune names no schedule to compare with"
-                            " dcase25.finetune")  # fmt: skip
-    return [layout.DCASE25_DEVELOPMENT]
 
 
 rule dcase25_development:
