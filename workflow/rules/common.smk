@@ -303,6 +303,12 @@ def device_student_files(wildcards):
     return layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, wildcards.device, wildcards.schedule)
 
 
+def device_students_of(wildcards, schedule):
+    """The files of every device's student of one schedule, for the run and seed a job's wildcards name."""
+    return [layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, device, schedule)
+            for device in DCASE25_DEVICES]  # fmt: skip
+
+
 def dcase25_development_inputs(wildcards):
     """The choice of dcase25.finetune (DCASE25_FINETUNE_PLAN), refused outside a development run."""
     if not DEVELOPMENT:

@@ -153,12 +153,7 @@ use rule student_complexity as device_student_complexity with:
 rule device_specific_system:
     input:
         general=STUDENT.clips("int8"),
-        devices=lambda wildcards: [
-            layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, device, DCASE25_SCHEDULE).clips(
-                "int8"
-            )
-            for device in DCASE25_DEVICES
-        ],
+        devices=lambda wildcards: [files.clips("int8") for files in device_students_of(wildcards, DCASE25_SCHEDULE)],
     output:
         layout.dcase25(module=DCASE25_MODULE).device_specific_clips,
     params:
@@ -276,10 +271,7 @@ use rule evaluate_student_holdout as evaluate_device_student_holdout with:
 use rule device_specific_system as device_specific_holdout with:
     input:
         general=STUDENT.holdout("float")[1],
-        devices=lambda wildcards: [
-            layout.device_student(wildcards.subset, wildcards.run, wildcards.seed, device, wildcards.schedule).holdout()[1]
-            for device in DCASE25_DEVICES
-        ],
+        devices=lambda wildcards: [files.holdout()[1] for files in device_students_of(wildcards, wildcards.schedule)],
     output:
         layout.device_specific_holdout_clips(),
     log:

@@ -112,13 +112,13 @@ def write_finetune_choice(plan: Mapping, out: str | Path) -> dict:
     schedules = {plan["baseline"]["run"]: plan["baseline"]} | dict(plan["candidates"])
     general = plan["general"]
     systems = {"general": general["clips"]} | {name: schedule["clips"] for name, schedule in schedules.items()}
-    breakdowns = {name: accuracy_breakdown(read_clips(path)) for name, path in systems.items()}
+    outcomes = {name: read_clips(path) for name, path in systems.items()}
     result = choice | {
         "chosen_values": schedules[choice["chosen"]]["values"],
         "over_general": {name: holdout_difference(name, Path(schedule["clips"]), "general", Path(general["clips"]))
                          for name, schedule in schedules.items()},
-        "device_wise": {name: breakdown["devices"] for name, breakdown in breakdowns.items()},
-        "device_clips": read_clips(general["clips"])["device"].value_counts(sort=False).to_dict(),
+        "device_wise": {name: accuracy_breakdown(clips)["devices"] for name, clips in outcomes.items()},
+        "device_clips": outcomes["general"]["device"].value_counts(sort=False).to_dict(),
     }  # fmt: skip
     write_json(out, result)
     return result
